@@ -1,0 +1,5 @@
+import sys
+
+from toolforge.cli import main
+
+sys.exit(main())

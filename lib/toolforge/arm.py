@@ -1,0 +1,72 @@
+"""An arm: one training recipe (model, LoRA, optimisation, data, prompt), one YAML file in configs/arms/.
+
+Its name is its output folder: ``runs/<name>/``. The notebook 02_train_qlora's ``parameters`` cell
+holds these same fields with these same defaults; ``papermill -f configs/arms/<arm>.yaml`` overrides them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .paths import data_dir, runs_dir
+from .prompt import PROMPT_STYLES
+
+EMBEDDED_MODEL = "embedded:gemma-3-270m"
+
+
+@dataclass
+class ArmConfig:
+    name: str = "gemma270m-cpu-demo"        # arm name = output folder runs/<name>/ and W&B run name
+    model: str = EMBEDDED_MODEL              # HF id, local folder, or embedded:gemma-3-270m (offline default)
+    data_dir: str = ""                       # "" = auto: $TOOLFORGE_DATA, Kaggle input, or the repo's data/
+    output_root: str = ""                    # "" = auto: $TOOLFORGE_RUNS, /kaggle/working/runs, or runs/
+    max_train_examples: int = 0              # 0 = the whole train split; else a seeded subset (data-size arms)
+    max_eval_examples: int = 0               # 0 = the whole val split for validation loss
+    prompt_style: str = "tools"              # "tools": tool list in the system prompt; "bare": none
+    quantization: str = "auto"               # "auto": 4-bit NF4 on CUDA, none on CPU; or "4bit" / "none"
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    epochs: float = 3.0
+    batch_size: int = 16                     # per device
+    gradient_accumulation_steps: int = 1     # effective batch = batch_size * this
+    max_steps: int = -1                      # > 0 caps training steps (the CPU demo arm)
+    max_seq_length: int = 512
+    eval_steps: int = 50                     # validation loss every N steps; best checkpoint kept
+    early_stopping_patience: int = 3         # evaluations without improvement before stopping; 0 = off
+    seed: int = 42
+    wandb_project: str = "toolforge"         # used only when WANDB_API_KEY or WANDB_MODE is set
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ConfigError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"prompt_style: {self.prompt_style!r} is not one of {list(PROMPT_STYLES)}")
+        if self.quantization not in ("auto", "4bit", "none"):
+            raise ConfigError(f"quantization: {self.quantization!r} is not one of ['auto', '4bit', 'none']")
+        for key in ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_seq_length", "eval_steps"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate: must be positive, got {self.learning_rate}")
+
+    @property
+    def run_dir(self) -> Path:
+        return runs_dir(self.output_root or None) / self.name
+
+    @property
+    def data_path(self) -> Path:
+        return data_dir(self.data_dir or None)
+
+
+def load_arm(path: str | Path | None = None, **overrides) -> ArmConfig:
+    return load_config(ArmConfig, path, **overrides)

@@ -1,0 +1,155 @@
+"""The example format and its JSONL files.
+
+One JSON object a line::
+
+    {"id": "tpl-000123", "query": "weather in paris?",
+     "tool_calls": [{"name": "weather", "arguments": {"location": "Paris"}}],
+     "source": "template", "category": "weather"}
+
+``tool_calls`` is ``[]`` for no tool; the order of calls is the order to run them. ``category`` is
+the tool's name for a single call, ``no_tool`` for none and ``chain`` for several (``category_of``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .registry import Registry, load_registry
+
+SOURCES = ("template", "teacher", "human")
+NO_TOOL, CHAIN = "no_tool", "chain"
+
+
+@dataclass
+class Example:
+    id: str
+    query: str
+    tool_calls: list[dict[str, Any]]
+    source: str = "template"
+    category: str = ""
+    # Free-form extras (e.g. a template's style tag or a hard_test reason); written only when set.
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.category:
+            self.category = category_of(self.tool_calls)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not d["meta"]:
+            d.pop("meta")
+        return d
+
+
+def category_of(tool_calls: list[dict[str, Any]]) -> str:
+    if not tool_calls:
+        return NO_TOOL
+    if len(tool_calls) > 1:
+        return CHAIN
+    return tool_calls[0]["name"]
+
+
+class BadLine(ValueError):
+    """A line that could not be read as an example; says which file and line."""
+
+    def __init__(self, path: str | Path, line_no: int, reason: str):
+        super().__init__(f"{path}:{line_no}: {reason}")
+        self.path, self.line_no, self.reason = str(path), line_no, reason
+
+
+def parse_example(obj: Any, registry: Registry | None = None, *, require_labels: bool = True) -> Example:
+    """Build an Example from a decoded JSON object, raising ValueError with the reason."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    query = obj.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("missing or empty 'query'")
+    calls = obj.get("tool_calls")
+    if calls is None and not require_labels:
+        calls = []
+    registry = registry or load_registry()
+    reason = registry.check_calls(calls)
+    if reason:
+        raise ValueError(reason)
+    source = obj.get("source", "template")
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {list(SOURCES)}")
+    unknown = set(obj) - {"id", "query", "tool_calls", "source", "category", "meta"}
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    ex = Example(id=str(obj.get("id", "")), query=query, tool_calls=calls, source=source,
+                 category=obj.get("category") or "", meta=dict(obj.get("meta") or {}))
+    expected = category_of(calls)
+    if ex.category != expected:
+        raise ValueError(f"category {ex.category!r} does not match its tool_calls (expected {expected!r})")
+    return ex
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded object) for each non-blank line; BadLine for a line that is not JSON."""
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield line_no, BadLine(path, line_no, f"invalid JSON: {e.msg} (column {e.colno})")
+
+
+def read_examples(path: str | Path, registry: Registry | None = None, *, strict: bool = True,
+                  errors: list[BadLine] | None = None) -> list[Example]:
+    """Read an examples file.
+
+    strict=True raises the first BadLine (naming file and line). strict=False skips bad lines,
+    appends each to ``errors`` and keeps every good line.
+    """
+    registry = registry or load_registry()
+    out: list[Example] = []
+    for line_no, obj in iter_jsonl(path):
+        try:
+            if isinstance(obj, BadLine):
+                raise obj
+            out.append(parse_example(obj, registry))
+        except BadLine as bad:
+            if strict:
+                raise
+            if errors is not None:
+                errors.append(bad)
+        except ValueError as e:
+            bad = BadLine(path, line_no, str(e))
+            if strict:
+                raise bad from None
+            if errors is not None:
+                errors.append(bad)
+    return out
+
+
+def read_queries(path: str | Path) -> list[dict[str, Any]]:
+    """Lines with at least a string ``query`` field (inputs of ``route`` and ``teacher label``)."""
+    rows = []
+    for line_no, obj in iter_jsonl(path):
+        if isinstance(obj, BadLine):
+            raise obj
+        if not isinstance(obj, dict) or not isinstance(obj.get("query"), str):
+            raise BadLine(path, line_no, "each line needs a string 'query' field")
+        rows.append(obj)
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Example | dict[str, Any]]) -> int:
+    """Write rows atomically (temp file, then rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            obj = row.to_json() if isinstance(row, Example) else row
+            f.write(json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n

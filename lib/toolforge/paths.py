@@ -1,0 +1,38 @@
+"""Where things are, locally and on Kaggle, without edits to the notebooks."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# The repository root (lib/toolforge/paths.py -> ../..); data/, runs/, configs/ live under it.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KAGGLE_SLUG = "toolforge-router-data"
+KAGGLE_INPUT = Path("/kaggle/input")
+
+
+def on_kaggle() -> bool:
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_INPUT.is_dir()
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The dataset folder: an explicit path, else $TOOLFORGE_DATA, else the attached Kaggle
+    dataset (/kaggle/input/<slug>/), else the repository's data/."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("TOOLFORGE_DATA"):
+        return Path(os.environ["TOOLFORGE_DATA"])
+    kaggle = KAGGLE_INPUT / KAGGLE_SLUG
+    if kaggle.is_dir():
+        return kaggle
+    return REPO_ROOT / "data"
+
+
+def runs_dir(explicit: str | Path | None = None) -> Path:
+    """Where runs/<arm>/ folders go: explicit, $TOOLFORGE_RUNS, /kaggle/working/runs on Kaggle, else runs/."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("TOOLFORGE_RUNS"):
+        return Path(os.environ["TOOLFORGE_RUNS"])
+    if on_kaggle():
+        return Path("/kaggle/working/runs")
+    return REPO_ROOT / "runs"

@@ -1,0 +1,92 @@
+"""What the model sees and what it answers.
+
+The answer format is deliberately short, because every generated token costs latency::
+
+    weather {"location":"Paris"}
+    translate {"text":"good morning","to_lang":"fr"}
+
+one line per call in the order to run them, or the single word ``none`` when no tool is needed.
+``format_answer`` and ``parse_answer`` are exact inverses on valid calls.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .registry import Registry, load_registry
+
+NO_TOOL_ANSWER = "none"
+PROMPT_STYLES = ("tools", "bare")
+
+_SYSTEM_HEAD = "You are a tool router. Decide which tools answer the user's message."
+_SYSTEM_RULES = ("Reply with one line per tool call, in the order to run them: the tool name, a space, "
+                 "then its arguments as JSON. Reply 'none' when no tool is needed.")
+_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*) (\{.*\})$")
+
+
+def system_prompt(registry: Registry | None = None, style: str = "tools") -> str | None:
+    """The system prompt for a prompt style: 'tools' lists the tools, 'bare' has none (None)."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt_style {style!r}; expected one of {list(PROMPT_STYLES)}")
+    if style == "bare":
+        return None
+    registry = registry or load_registry()
+    return f"{_SYSTEM_HEAD}\nTools:\n{registry.describe('signatures')}\n{_SYSTEM_RULES}"
+
+
+def build_messages(query: str, registry: Registry | None = None, style: str = "tools",
+                   answer: str | None = None) -> list[dict[str, str]]:
+    """Chat messages for one query (plus the assistant's answer when training)."""
+    messages = []
+    sys_prompt = system_prompt(registry, style)
+    if sys_prompt:
+        messages.append({"role": "system", "content": sys_prompt})
+    messages.append({"role": "user", "content": query})
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def format_answer(tool_calls: list[dict[str, Any]]) -> str:
+    if not tool_calls:
+        return NO_TOOL_ANSWER
+    return "\n".join(
+        f"{c['name']} {json.dumps(c['arguments'], ensure_ascii=False, separators=(',', ':'))}"
+        for c in tool_calls)
+
+
+class AnswerParseError(ValueError):
+    """The model's text is not in the answer format. ``kind`` is 'invalid_json' or 'bad_format'."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def parse_answer(text: str) -> list[dict[str, Any]]:
+    """Calls from a model answer. Raises AnswerParseError; tool names are NOT checked here
+    (``Registry.check_calls`` does that, so that unknown tools are counted separately)."""
+    text = text.strip()
+    if text == NO_TOOL_ANSWER:
+        return []
+    if not text:
+        raise AnswerParseError("bad_format", "empty answer")
+    calls = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        m = _LINE.match(line)
+        if not m:
+            if "{" in line:
+                raise AnswerParseError("invalid_json", f"cannot read a call from {line[:80]!r}")
+            raise AnswerParseError("bad_format", f"not a tool call line: {line[:80]!r}")
+        try:
+            args = json.loads(m.group(2))
+        except json.JSONDecodeError as e:
+            raise AnswerParseError("invalid_json", f"arguments of {m.group(1)} are not JSON: {e.msg}") from None
+        if not isinstance(args, dict):
+            raise AnswerParseError("invalid_json", f"arguments of {m.group(1)} are not a JSON object")
+        calls.append({"name": m.group(1), "arguments": args})
+    return calls

@@ -1,0 +1,185 @@
+"""The tool registry: which tools exist, their argument schemas, and the label policy.
+
+The tools are data (``tools.yaml`` beside this file, or any YAML of the same shape); this module
+loads them, validates tool calls against them, and exports them to OpenAI-style ``tools`` JSON and
+to Gemini ``FunctionDeclaration``s.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from jsonschema import Draft202012Validator
+
+DEFAULT_REGISTRY_PATH = Path(__file__).with_name("tools.yaml")
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    policy: str = ""
+
+    @property
+    def argument_names(self) -> list[str]:
+        return list(self.parameters.get("properties", {}))
+
+    @property
+    def required(self) -> list[str]:
+        return list(self.parameters.get("required", []))
+
+    def signature(self) -> str:
+        """Compact one-line form for prompts: ``weather(location) - Current weather ...``."""
+        args = ", ".join(a if a in self.required else f"{a}?" for a in self.argument_names)
+        return f"{self.name}({args}): {self.description}"
+
+
+@dataclass
+class Registry:
+    tools: dict[str, Tool]
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One compiled validator per tool, so validating thousands of calls stays cheap.
+        self._validators = {n: Draft202012Validator(t.parameters) for n, t in self.tools.items()}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tools
+
+    def __getitem__(self, name: str) -> Tool:
+        return self.tools[name]
+
+    # -- validation -----------------------------------------------------------------------------
+    def check_call(self, call: Any) -> str | None:
+        """Return why ``call`` is invalid, or None when it is a valid ``{"name", "arguments"}`` call."""
+        if not isinstance(call, dict):
+            return f"a tool call must be an object, got {type(call).__name__}"
+        extra = set(call) - {"name", "arguments"}
+        if extra:
+            return f"unexpected keys in tool call: {sorted(extra)}"
+        name = call.get("name")
+        if not isinstance(name, str):
+            return "tool call has no string 'name'"
+        if name not in self.tools:
+            return f"unknown tool {name!r}"
+        args = call.get("arguments")
+        if not isinstance(args, dict):
+            return f"{name}: 'arguments' must be an object, got {type(args).__name__}"
+        errors = sorted(self._validators[name].iter_errors(args), key=lambda e: list(e.path))
+        if errors:
+            e = errors[0]
+            where = ".".join(str(p) for p in e.path) or "arguments"
+            return f"{name}: {where}: {e.message}"
+        return None
+
+    def check_calls(self, calls: Any) -> str | None:
+        """Validate a whole list of calls (``[]`` means no tool); the first problem found, or None."""
+        if not isinstance(calls, list):
+            return f"tool_calls must be a list, got {type(calls).__name__}"
+        for i, call in enumerate(calls):
+            reason = self.check_call(call)
+            if reason:
+                return f"call {i}: {reason}" if len(calls) > 1 else reason
+        return None
+
+    def validate_call(self, call: Any) -> None:
+        """Raise ``InvalidToolCall`` with the reason when ``call`` is invalid."""
+        reason = self.check_call(call)
+        if reason:
+            raise InvalidToolCall(reason)
+
+    # -- exports --------------------------------------------------------------------------------
+    def to_openai_tools(self) -> list[dict[str, Any]]:
+        """OpenAI chat-completions ``tools`` (also accepted by vLLM, llama.cpp and Ollama servers)."""
+        return [
+            {"type": "function",
+             "function": {"name": t.name, "description": t.description,
+                          "parameters": copy.deepcopy(t.parameters)}}
+            for t in self.tools.values()
+        ]
+
+    def to_gemini_declarations(self) -> list[Any]:
+        """Gemini ``types.FunctionDeclaration``s; schemas reduced to the subset Gemini accepts."""
+        from google.genai import types
+
+        return [
+            types.FunctionDeclaration(name=t.name, description=t.description,
+                                      parameters_json_schema=gemini_schema(t.parameters))
+            for t in self.tools.values()
+        ]
+
+    def describe(self, style: str = "signatures") -> str:
+        """Tool list for a system prompt: 'signatures' (one compact line per tool) or 'json'."""
+        if style == "signatures":
+            return "\n".join(t.signature() for t in self.tools.values())
+        if style == "json":
+            return json.dumps(self.to_openai_tools(), ensure_ascii=False)
+        raise ValueError(f"unknown tool description style {style!r}; use 'signatures' or 'json'")
+
+    def label_policy(self) -> str:
+        """The label policy as markdown, for the data card."""
+        lines = [f"- **{t.name}**: {t.policy}" for t in self.tools.values() if t.policy]
+        lines += [f"- **{k}**: {v}" for k, v in self.outcomes.items()]
+        return "\n".join(lines)
+
+
+class InvalidToolCall(ValueError):
+    pass
+
+
+# Keys Gemini's function-declaration schema does not accept (conditional and closed-object rules);
+# they stay enforced locally by ``Registry.check_call`` on whatever comes back.
+_GEMINI_UNSUPPORTED = {"allOf", "anyOf", "oneOf", "if", "then", "else", "additionalProperties", "$schema"}
+
+
+def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in _GEMINI_UNSUPPORTED}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+    return strip(schema)
+
+
+def _parse_registry(raw: Any, source: str) -> Registry:
+    if not isinstance(raw, dict) or not isinstance(raw.get("tools"), list):
+        raise ValueError(f"{source}: a registry needs a top-level 'tools' list")
+    tools: dict[str, Tool] = {}
+    for i, entry in enumerate(raw["tools"]):
+        missing = {"name", "description", "parameters"} - set(entry or {})
+        if missing:
+            raise ValueError(f"{source}: tool #{i} lacks {sorted(missing)}")
+        unknown = set(entry) - {"name", "description", "parameters", "policy"}
+        if unknown:
+            raise ValueError(f"{source}: tool {entry['name']!r} has unknown keys {sorted(unknown)}")
+        if entry["name"] in tools:
+            raise ValueError(f"{source}: tool {entry['name']!r} is defined twice")
+        Draft202012Validator.check_schema(entry["parameters"])
+        tools[entry["name"]] = Tool(**entry)
+    return Registry(tools=tools, outcomes=dict(raw.get("outcomes") or {}))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str) -> Registry:
+    text = Path(path).read_text(encoding="utf-8")
+    return _parse_registry(yaml.safe_load(text), path)
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """The registry from ``path`` (default: the built-in nine tools)."""
+    return _load_cached(str(Path(path or DEFAULT_REGISTRY_PATH).resolve()))
+
+
+def tool_names(calls: Iterable[dict[str, Any]]) -> list[str]:
+    return [c["name"] for c in calls]
