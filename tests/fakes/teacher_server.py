@@ -1,0 +1,204 @@
+"""Fake Gemini and OpenAI-compatible servers, scriptable per request, on 127.0.0.1 (port 0).
+
+Each request is answered by a behaviour: persistent rules per API key or per model come first, then
+a queue of behaviours per query text (consumed in order), then "answer" (the oracle's calls for the
+query, or a text reply for a query the oracle does not know). Every request is recorded.
+
+Behaviours: answer, text, bad_tool, bad_args, bad_json_args (OpenAI only), 429_minute, 429_day,
+500, 503, 401, malformed (a 200 whose body is not JSON), slow (answers after ``slow_s``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+@dataclass
+class Request:
+    path: str
+    key: str | None
+    model: str
+    query: str
+    behaviour: str
+    tools: bool
+
+
+class FakeServer:
+    protocol = ""
+
+    def __init__(self, oracle: dict[str, list[dict[str, Any]]] | None = None, delay: float = 0.0,
+                 slow_s: float = 2.0, retry_delay: str = "0.05s"):
+        self.oracle = dict(oracle or {})
+        self.script: dict[str, list[str]] = {}
+        self.key_rules: dict[str, str] = {}
+        self.model_rules: dict[str, str] = {}
+        self.requests: list[Request] = []
+        self.delay, self.slow_s, self.retry_delay = delay, slow_s, retry_delay
+        self.synth: Callable[[str, int], list[str]] = self._default_synth
+        self._synth_count = 0
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "FakeServer":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                status, headers, payload = server.respond(self.path, dict(self.headers), json.loads(body or b"{}"))
+                try:
+                    self.send_response(status)
+                    for k, v in {"content-type": "application/json", **headers}.items():
+                        self.send_header(k, v)
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    # -- behaviour ------------------------------------------------------------------------------
+    def _default_synth(self, prompt: str, k: int) -> list[str]:
+        with self._lock:
+            start, self._synth_count = self._synth_count, self._synth_count + k - 1
+        # k - 1 new queries and one repeat of an earlier one, to exercise deduplication.
+        return [f"synthetic query number {start + i}" for i in range(k - 1)] + [f"Synthetic query number {max(0, start - 1)}?"]
+
+    def choose(self, key: str | None, model: str, query: str) -> str:
+        with self._lock:
+            if key in self.key_rules:
+                return self.key_rules[key]
+            if model in self.model_rules:
+                return self.model_rules[model]
+            queue = self.script.get(query)
+            if queue:
+                return queue.pop(0)
+            return "answer"
+
+    def respond(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        key, model, query, tools = self.parse(path, headers, body)
+        behaviour = self.choose(key, model, query)
+        with self._lock:
+            self.requests.append(Request(path, key, model, query, behaviour, tools))
+        if self.delay:
+            time.sleep(self.delay)
+        if behaviour == "slow":
+            time.sleep(self.slow_s)
+            behaviour = "answer"
+        if behaviour == "malformed":
+            return 200, {}, b'{"candidates": [{"content": {"parts": [{"text": "cut off'
+        if behaviour in ("500", "503", "401"):
+            return int(behaviour), {}, json.dumps(self.error_body(int(behaviour))).encode()
+        if behaviour.startswith("429"):
+            return 429, {"retry-after": "0"}, json.dumps(self.quota_body(behaviour == "429_day")).encode()
+        if not tools:
+            k = int(m.group(1)) if (m := re.search(r"Write (\d+) different", query)) else 5
+            return 200, {}, json.dumps(self.text_body(json.dumps(self.synth(query, k)))).encode()
+        if behaviour == "text" or (behaviour == "answer" and not self.oracle.get(query)):
+            return 200, {}, json.dumps(self.text_body("I can answer that myself.")).encode()
+        calls = {"bad_tool": [{"name": "teleport", "arguments": {"to": "Mars"}}],
+                 "bad_args": [{"name": "weather", "arguments": {"location": 3}}],
+                 "bad_json_args": [{"name": "weather", "arguments": '{"location": "Par'}],
+                 }.get(behaviour) or self.oracle[query]
+        return 200, {}, json.dumps(self.calls_body(calls)).encode()
+
+    def error_body(self, code: int) -> dict[str, Any]:
+        status = {500: "INTERNAL", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED"}[code]
+        return {"error": {"code": code, "message": f"fake {status}", "status": status}}
+
+    # Protocol-specific parts.
+    def parse(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[str | None, str, str, bool]:
+        raise NotImplementedError
+
+    def quota_body(self, daily: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def text_body(self, text: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def calls_body(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class FakeGemini(FakeServer):
+    """generateContent on /v1/ and /v1beta/, API key in x-goog-api-key, Google's error bodies."""
+
+    def parse(self, path, headers, body):
+        m = re.fullmatch(r"/(v1|v1beta)/models/([^:/]+):generateContent", path.split("?")[0])
+        assert m, f"unexpected path {path}"
+        parts = body["contents"][-1]["parts"]
+        query = "".join(p.get("text", "") for p in parts)
+        key = {k.lower(): v for k, v in headers.items()}.get("x-goog-api-key")
+        return key, m.group(2), query, bool(body.get("tools"))
+
+    def quota_body(self, daily):
+        quota_id = ("GenerateRequestsPerDayPerProjectPerModel-FreeTier" if daily
+                    else "GenerateRequestsPerMinutePerProjectPerModel-FreeTier")
+        return {"error": {
+            "code": 429, "status": "RESOURCE_EXHAUSTED",
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                 "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                 "quotaId": quota_id, "quotaDimensions": {"location": "global", "model": "m"},
+                                 "quotaValue": "250" if daily else "10"}]},
+                {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more",
+                                                                           "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": self.retry_delay}]}}
+
+    def text_body(self, text):
+        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
+                                "index": 0}], "modelVersion": "fake"}
+
+    def calls_body(self, calls):
+        parts = [{"functionCall": {"name": c["name"], "args": c["arguments"]}} for c in calls]
+        return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                "modelVersion": "fake"}
+
+
+class FakeOpenAI(FakeServer):
+    """/v1/chat/completions with tools, key as a Bearer token, arguments as JSON strings."""
+
+    def parse(self, path, headers, body):
+        assert path.split("?")[0] == "/v1/chat/completions", f"unexpected path {path}"
+        auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+        key = auth.removeprefix("Bearer ") if auth else None
+        return key, body["model"], body["messages"][-1]["content"], bool(body.get("tools"))
+
+    def quota_body(self, daily):
+        return {"error": {"message": "Rate limit reached", "type": "rate_limit_exceeded", "code": 429}}
+
+    def text_body(self, text):
+        return {"id": "x", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+    def calls_body(self, calls):
+        tool_calls = [{"id": f"call_{i}", "type": "function",
+                       "function": {"name": c["name"], "arguments": c["arguments"] if isinstance(c["arguments"], str)
+                                    else json.dumps(c["arguments"])}} for i, c in enumerate(calls)]
+        return {"id": "x", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": tool_calls},
+                             "finish_reason": "tool_calls"}]}
