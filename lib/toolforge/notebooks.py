@@ -1,0 +1,159 @@
+"""The one place that runs notebooks: jupytext .py -> .ipynb with a kernelspec, executed by papermill.
+
+Every notebook is a jupytext pair, ``notebooks/NN_name.py`` (percent format, the source of truth) and
+``notebooks/NN_name.ipynb`` (the committed executed copy that nbval checks). To run one, the .py is
+converted into a fresh .ipynb in a temporary folder (papermill reads only .ipynb), so running never
+rewrites the committed pair; the executed copy goes where the caller says (``runs/<arm>/notebooks/``).
+A notebook runs in its own folder as working directory, as under Jupyter and nbval.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .arm import ArmConfig, load_arm
+from .config import ConfigError, to_dict
+from .paths import REPO_ROOT
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+KERNEL_NAME = "python3"
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
+# papermill tags the cell it adds with the injected values; it is not part of the .py source.
+INJECTED_TAG = "injected-parameters"
+
+
+class NotebookError(RuntimeError):
+    """A notebook failed while running; says which notebook, which cell, and where its executed copy is."""
+
+    def __init__(self, notebook: Path, executed: Path, detail: str):
+        self.notebook, self.executed, self.detail = Path(notebook), Path(executed), detail
+        super().__init__(f"{self.notebook.name} failed: {detail}\n  executed copy: {self.executed}")
+
+
+def notebook_path(name_or_path: str | Path, notebooks_dir: str | Path | None = None) -> Path:
+    """``02_train_qlora`` -> notebooks/02_train_qlora.py; a path to a .py or .ipynb is kept as it is."""
+    path = Path(name_or_path)
+    if path.suffix not in (".py", ".ipynb"):
+        path = Path(notebooks_dir or NOTEBOOKS_DIR) / f"{path.name}.py"
+    return path
+
+
+def read_notebook(path: str | Path):
+    """A notebook (from a .py or an .ipynb) as an nbformat node, with the python3 kernelspec set."""
+    import jupytext
+
+    nb = jupytext.read(Path(path))
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    return nb
+
+
+def ensure_ipynb(path: str | Path, workdir: str | Path) -> Path:
+    """An .ipynb papermill can read: an .ipynb as it is; a .py converted into ``workdir``."""
+    import jupytext
+
+    path = Path(path)
+    if path.suffix == ".ipynb":
+        return path
+    target = Path(workdir) / f"{path.stem}.ipynb"
+    jupytext.write(read_notebook(path), target, fmt="ipynb")
+    return target
+
+
+def run_notebook(name_or_path: str | Path, output_path: str | Path, parameters: dict[str, Any] | None = None,
+                 cwd: str | Path | None = None, notebooks_dir: str | Path | None = None,
+                 progress: bool = True) -> Path:
+    """Execute a notebook headless with papermill, injecting ``parameters``; return the executed copy.
+
+    Raises NotebookError naming the failing cell and the executed copy (papermill saves it up to the
+    failure) when a cell raises; FileNotFoundError when the notebook does not exist.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = notebook_path(name_or_path, notebooks_dir)
+    if not source.is_file():
+        raise FileNotFoundError(f"notebook not found: {source}")
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="toolforge-nb-") as tmp:
+        try:
+            papermill.execute_notebook(str(ensure_ipynb(source, tmp)), str(output_path),
+                                       parameters=parameters or {}, kernel_name=KERNEL_NAME,
+                                       progress_bar=progress, cwd=str(cwd or source.parent))
+        except PapermillExecutionError as e:
+            first_line = (e.source or "").strip().splitlines()[:1]
+            where = f"cell {e.cell_index} (In [{e.exec_count}]{': ' + first_line[0] if first_line else ''})"
+            raise NotebookError(source, output_path, f"{where}: {e.ename}: {e.evalue}") from None
+        except Exception as e:  # the kernel died (out of memory, killed), a timeout, no kernel
+            raise NotebookError(source, output_path, f"{type(e).__name__}: {e}") from e
+        finally:
+            if output_path.exists():
+                _record_source(output_path, source)
+    return output_path
+
+
+def _record_source(executed: Path, source: Path) -> None:
+    # papermill recorded the temporary .ipynb as the input; the .py is the notebook that ran.
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    nb.setdefault("metadata", {}).setdefault("papermill", {})["input_path"] = _display_path(source)
+    nb["metadata"]["papermill"]["output_path"] = _display_path(executed)
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _display_path(path: Path) -> str:
+    """Repository-relative when inside the repository, so committed notebooks carry no machine paths."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def store_executed(executed: str | Path, notebooks_dir: str | Path | None = None) -> Path:
+    """Copy an executed notebook over its committed pair notebooks/<name>.ipynb (nbval's reference)."""
+    executed = Path(executed)
+    target = Path(notebooks_dir or NOTEBOOKS_DIR) / executed.name
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    nb.setdefault("metadata", {}).setdefault("papermill", {})["output_path"] = _display_path(target)
+    target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return target
+
+
+def source_cells(path: str | Path) -> list[tuple[str, str]]:
+    """(cell type, source) of every cell but papermill's injected parameters: what a pair must share."""
+    return [(cell.cell_type, cell.source.strip()) for cell in read_notebook(path).cells
+            if INJECTED_TAG not in cell.metadata.get("tags", [])]
+
+
+def pair_differences(py_path: str | Path, ipynb_path: str | Path) -> list[str]:
+    """How the .py and .ipynb of a jupytext pair disagree (cell sources only); empty when they agree."""
+    left, right = source_cells(py_path), source_cells(ipynb_path)
+    problems = [f"cell {i}: {a[0]} cell differs:\n--- {Path(py_path).name}\n{a[1]}\n--- {Path(ipynb_path).name}\n{b[1]}"
+                for i, (a, b) in enumerate(zip(left, right)) if a != b]
+    if len(left) != len(right):
+        problems.append(f"{Path(py_path).name} has {len(left)} cells, {Path(ipynb_path).name} has {len(right)}")
+    return problems
+
+
+def arm_parameters(arm_path: str | Path) -> tuple[ArmConfig, dict[str, Any]]:
+    """Validate an arm YAML (unknown keys and bad values fail here, before any notebook runs) and
+    return it with the papermill parameters it sets: its own keys, with values as the config reads them."""
+    arm = load_arm(arm_path)
+    written = yaml.safe_load(Path(arm_path).read_text(encoding="utf-8")) or {}
+    values = to_dict(arm)
+    return arm, {key: values[key] for key in written}
+
+
+def parse_key_values(items: Iterable[str], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` command-line items as notebook parameters; values are read as YAML (numbers, lists, true)."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{option}: expected KEY=VALUE with KEY a Python name, got {item!r}")
+        parsed[key] = yaml.safe_load(value) if value else ""
+    return parsed
