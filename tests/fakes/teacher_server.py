@@ -1,8 +1,9 @@
 """Fake Gemini and OpenAI-compatible servers, scriptable per request, on 127.0.0.1 (port 0).
 
-Each request is answered by a behaviour: persistent rules per API key or per model come first, then
-a queue of behaviours per query text (consumed in order), then "answer" (the oracle's calls for the
-query, or a text reply for a query the oracle does not know). Every request is recorded.
+Each request is answered by a behaviour: a spent ``quota_left`` (a daily-quota 429 for every key)
+first, then persistent rules per API key or per model, then a queue of behaviours per query text
+(consumed in order), then "answer" (the oracle's calls for the query, or a text reply for a query
+the oracle does not know). Every request is recorded.
 
 Behaviours: answer, text, bad_tool, bad_args, bad_json_args (OpenAI only), 429_minute, 429_day,
 500, 503, 401, malformed (a 200 whose body is not JSON), slow (answers after ``slow_s``).
@@ -26,6 +27,7 @@ class Request:
     query: str
     behaviour: str
     tools: bool
+    at: float  # time.monotonic() when it arrived
 
 
 class FakeServer:
@@ -38,8 +40,9 @@ class FakeServer:
         self.key_rules: dict[str, str] = {}
         self.model_rules: dict[str, str] = {}
         self.requests: list[Request] = []
+        self.quota_left: int | None = None  # after this many requests every key gets a daily-quota 429
         self.delay, self.slow_s, self.retry_delay = delay, slow_s, retry_delay
-        self.synth: Callable[[str, int], list[str]] = self._default_synth
+        self.synth: Callable[[str, int], list[str] | str] = self._default_synth
         self._synth_count = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -67,7 +70,7 @@ class FakeServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -89,6 +92,10 @@ class FakeServer:
 
     def choose(self, key: str | None, model: str, query: str) -> str:
         with self._lock:
+            if self.quota_left is not None:
+                self.quota_left -= 1
+                if self.quota_left < 0:
+                    return "429_day"
             if key in self.key_rules:
                 return self.key_rules[key]
             if model in self.model_rules:
@@ -102,7 +109,7 @@ class FakeServer:
         key, model, query, tools = self.parse(path, headers, body)
         behaviour = self.choose(key, model, query)
         with self._lock:
-            self.requests.append(Request(path, key, model, query, behaviour, tools))
+            self.requests.append(Request(path, key, model, query, behaviour, tools, time.monotonic()))
         if self.delay:
             time.sleep(self.delay)
         if behaviour == "slow":
@@ -116,7 +123,9 @@ class FakeServer:
             return 429, {"retry-after": "0"}, json.dumps(self.quota_body(behaviour == "429_day")).encode()
         if not tools:
             k = int(m.group(1)) if (m := re.search(r"Write (\d+) different", query)) else 5
-            return 200, {}, json.dumps(self.text_body(json.dumps(self.synth(query, k)))).encode()
+            answer = self.synth(query, k)  # a list of queries, or a raw text answer
+            text = answer if isinstance(answer, str) else json.dumps(answer)
+            return 200, {}, json.dumps(self.text_body(text)).encode()
         if behaviour == "text" or (behaviour == "answer" and not self.oracle.get(query)):
             return 200, {}, json.dumps(self.text_body("I can answer that myself.")).encode()
         calls = {"bad_tool": [{"name": "teleport", "arguments": {"to": "Mars"}}],
@@ -202,3 +211,14 @@ class FakeOpenAI(FakeServer):
         return {"id": "x", "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": tool_calls},
                              "finish_reason": "tool_calls"}]}
+
+
+# What the fake teacher answers for these queries (anything else gets a text reply: no tool).
+ORACLE: dict[str, list[dict[str, Any]]] = {
+    "weather in Paris?": [{"name": "weather", "arguments": {"location": "Paris"}}],
+    "what is 15% of 80": [{"name": "calculator", "arguments": {"expression": "0.15 * 80"}}],
+    "weather in London and Oslo": [{"name": "weather", "arguments": {"location": "London"}},
+                                   {"name": "weather", "arguments": {"location": "Oslo"}}],
+    "translate good night to portuguese": [{"name": "translate", "arguments": {"text": "good night", "to_lang": "pt"}}],
+    "convert 5 km to miles": [{"name": "unit_converter", "arguments": {"value": 5, "from": "km", "to": "mi"}}],
+}
