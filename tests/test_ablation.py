@@ -12,6 +12,7 @@ from toolforge import ablation
 from toolforge.ablation import StudyConfig, arm_status, load_study, run_study
 from toolforge.arm import load_arm
 from toolforge.config import ConfigError, dump_yaml
+from toolforge.notebooks import run_notebook
 from toolforge.paths import REPO_ROOT
 
 
@@ -119,6 +120,19 @@ def test_cli_aggregate_only(tmp_path, capsys):
     assert "| done-arm |" in printed.out and "0.75" in printed.out
     assert (tmp_path / "runs" / "ablation" / "cli" / "results.csv").exists()
     assert ablation.main(["--arms", str(tmp_path / "missing.yaml"), "--aggregate-only"]) == 2
+
+
+def test_the_04_notebook_tabulates_finished_runs(tmp_path):
+    arm = write_arm(tmp_path, "nb-arm", lora_r=8)
+    fake_finished_run(tmp_path / "runs", arm, 0.625)
+    executed = run_notebook("04_ablation", tmp_path / "04.ipynb", {
+        "arms": [str(arm)], "study_name": "nb", "execute": False, "runs_root": str(tmp_path / "runs")}, progress=False)
+    outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
+    texts = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert "nb-arm: embedded:gemma-3-270m, rank 8, lr 0.0002, train examples full, prompt tools -> finished" in texts
+    assert "| nb-arm |" in texts and "0.625" in texts
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    assert (tmp_path / "runs" / "ablation" / "nb" / "results.csv").exists()
 
 
 def test_study_sets_load_and_name_existing_arms():

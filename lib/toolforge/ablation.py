@@ -27,6 +27,7 @@ from .arm import ArmConfig, load_arm
 from .config import ConfigError, load_config, to_dict
 from .notebooks import NotebookError, arm_parameters, parse_key_values, run_notebook
 from .paths import REPO_ROOT, runs_dir
+from .registry import load_registry
 
 SPLITS = ("test", "hard_test", "human_eval")
 DETAIL_SPLIT = "test"  # the split of the table's argument / no-tool / chain columns
@@ -259,7 +260,8 @@ def plot_per_tool_f1(arms: list[ArmConfig], runs_root: Path, router: str, path: 
     """A heatmap of per-tool F1 on the detail split: one row per arm, one column per tool."""
     per_tool = {arm.name: _read_json(runs_root / arm.name / "eval" / "results.json")
                 .get(router, {}).get(DETAIL_SPLIT, {}).get("per_tool", {}) for arm in arms}
-    tools = list(dict.fromkeys(tool for scores in per_tool.values() for tool in scores))
+    order = {name: i for i, name in enumerate(load_registry().names)}  # the registry's order, others after
+    tools = sorted({tool for scores in per_tool.values() for tool in scores}, key=lambda t: (order.get(t, len(order)), t))
     fig, ax = _figure(max(6, 0.8 * len(tools) + 2), max(2.5, 0.5 * len(arms) + 1.5))
     grid = [[per_tool[arm.name].get(tool, {}).get("f1", float("nan")) for tool in tools] for arm in arms]
     image = ax.imshow(grid if tools else [[float("nan")]], vmin=0, vmax=1, cmap="viridis", aspect="auto")

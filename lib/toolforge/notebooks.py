@@ -99,13 +99,14 @@ def run_notebook(name_or_path: str | Path, output_path: str | Path, parameters: 
 def _record_source(executed: Path, source: Path) -> None:
     # papermill recorded the temporary .ipynb as the input; the .py is the notebook that ran.
     nb = json.loads(executed.read_text(encoding="utf-8"))
-    nb.setdefault("metadata", {}).setdefault("papermill", {})["input_path"] = _display_path(source)
-    nb["metadata"]["papermill"]["output_path"] = _display_path(executed)
+    nb.setdefault("metadata", {}).setdefault("papermill", {})["input_path"] = repo_relative(source)
+    nb["metadata"]["papermill"]["output_path"] = repo_relative(executed)
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _display_path(path: Path) -> str:
-    """Repository-relative when inside the repository, so committed notebooks carry no machine paths."""
+def repo_relative(path: str | Path) -> str:
+    """Repository-relative when inside the repository (committed notebooks carry no machine paths, and
+    notebooks, which run in notebooks/, resolve such paths against the repository root)."""
     path = Path(path).resolve()
     try:
         return str(path.relative_to(REPO_ROOT))
@@ -118,7 +119,7 @@ def store_executed(executed: str | Path, notebooks_dir: str | Path | None = None
     executed = Path(executed)
     target = Path(notebooks_dir or NOTEBOOKS_DIR) / executed.name
     nb = json.loads(executed.read_text(encoding="utf-8"))
-    nb.setdefault("metadata", {}).setdefault("papermill", {})["output_path"] = _display_path(target)
+    nb.setdefault("metadata", {}).setdefault("papermill", {})["output_path"] = repo_relative(target)
     target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .ablation import evaluate_parameters, train_parameters
 from .config import ConfigError
-from .notebooks import NOTEBOOKS_DIR, NotebookError, notebook_path, parse_key_values, run_notebook, store_executed
+from .notebooks import (NOTEBOOKS_DIR, NotebookError, notebook_path, parse_key_values, repo_relative, run_notebook,
+                        store_executed)
 from .paths import REPO_ROOT, runs_dir
 
 DEFAULT_ARM = REPO_ROOT / "configs" / "arms" / "gemma270m-cpu-demo.yaml"
@@ -27,7 +28,7 @@ def stage_parameters(arm_path: Path, runs_root: Path, generate: dict, evaluate: 
     """The arm's name and the papermill parameters of each stage; the arm is validated here, before
     anything runs."""
     arm, train = train_parameters(arm_path, runs_root)
-    report = {"arms": [_relative(arm_path)], "study_name": arm.name, "execute": False}
+    report = {"arms": [repo_relative(arm_path)], "study_name": arm.name, "execute": False}
     if runs_root != runs_dir():
         report["runs_root"] = str(runs_root)
     return arm.name, {
@@ -49,29 +50,22 @@ def run_pipeline(arm_path: str | Path = DEFAULT_ARM, runs_root: str | Path | Non
     for i, stage in enumerate(STAGES, 1):
         source = notebook_path(stage, notebooks_dir)
         if not source.is_file():
-            print(f"[{i}/{len(STAGES)}] {stage}: skipped, {_relative(source)} does not exist yet", flush=True)
+            print(f"[{i}/{len(STAGES)}] {stage}: skipped, {repo_relative(source)} does not exist yet", flush=True)
             continue
-        print(f"[{i}/{len(STAGES)}] {stage} -> {_relative(out_dir / f'{stage}.ipynb')}", flush=True)
+        print(f"[{i}/{len(STAGES)}] {stage} -> {repo_relative(out_dir / f'{stage}.ipynb')}", flush=True)
         stage_start = time.monotonic()
         try:
             executed.append(run_notebook(source, out_dir / f"{stage}.ipynb", parameters[stage]))
         except NotebookError as e:
             print(f"[{i}/{len(STAGES)}] {stage} FAILED after {time.monotonic() - stage_start:.1f} s: {e.detail}\n"
-                  f"  executed copy (up to the failing cell): {_relative(e.executed)}", file=sys.stderr, flush=True)
+                  f"  executed copy (up to the failing cell): {repo_relative(e.executed)}", file=sys.stderr, flush=True)
             return 1
         print(f"[{i}/{len(STAGES)}] {stage} done in {time.monotonic() - stage_start:.1f} s", flush=True)
-    print(f"pipeline: done in {time.monotonic() - started:.1f} s; executed notebooks in {_relative(out_dir)}")
+    print(f"pipeline: done in {time.monotonic() - started:.1f} s; executed notebooks in {repo_relative(out_dir)}")
     if store:
         for path in executed:
-            print(f"stored {_relative(store_executed(path, notebooks_dir))}")
+            print(f"stored {repo_relative(store_executed(path, notebooks_dir))}")
     return 0
-
-
-def _relative(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

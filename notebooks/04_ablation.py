@@ -1,0 +1,93 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Ablation: which recipe routes best?
+#
+# The reference's headline is an ablation over base model, LoRA rank and learning rate. This notebook
+# runs a set of arms, each one training recipe (a YAML file in `configs/arms/`): for every arm not yet
+# finished, `02_train_qlora` then `03_evaluate` run headless into `runs/<arm>/`; an arm that fails is
+# recorded in `runs/<arm>/FAILED.txt` and the others go on. Then it tabulates and plots all the arms.
+# Running it again resumes where it stopped. From a shell the same study is
+# `python -m toolforge ablation --set configs/ablation/local-gpu.yaml`.
+#
+# The committed copy of this notebook tabulates the CPU demo arm that `python -m toolforge pipeline`
+# trained and evaluated just before.
+
+# %% [markdown]
+# Parameters (papermill overrides them: `-p arm_set configs/ablation/kaggle-t4.yaml`). Paths are
+# relative to the repository root.
+
+# %% tags=["parameters"]
+arm_set = "configs/ablation/cpu-demo.yaml"  # a study in configs/ablation/: its arms and 03_evaluate settings
+arms = []                                   # arm YAMLs; when given they replace the set's arms
+study_name = ""                             # empty: the name of the set; output runs/ablation/<name>/, W&B group
+execute = True                              # False: run nothing, only tabulate the arms' runs as they are
+runs_root = ""                              # empty: $TOOLFORGE_RUNS, else /kaggle/working/runs on Kaggle, else runs/
+
+# %% [markdown]
+# Load the study. On Kaggle the W&B key comes from the notebook's attached Kaggle Secrets; without a
+# key (or with `WANDB_MODE=disabled`) nothing is sent anywhere.
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from toolforge import ablation
+from toolforge.kaggle import secret_to_env
+
+secret_to_env("WANDB_API_KEY")
+study = ablation.load_study(ablation.resolve(arm_set), arms, study_name)
+out_dir = ablation.study_dir(study, runs_root or None)
+print(f"study {study.name}: {len(study.arms)} arm(s); table and plots go to {out_dir}")
+
+# %% [markdown]
+# Run the arms not finished yet (each one's executed 02 and 03 notebooks land in
+# `runs/<arm>/notebooks/`), then aggregate every arm into `results.csv`, `results.md` and three plots.
+
+# %%
+rows = ablation.run_study(study, runs_root or None, execute=execute, out_dir=out_dir)
+
+# %% [markdown]
+# The arms' recipes and states. These do not depend on timing or hardware, so nbval checks them.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for row in rows:
+    print(f"{row['arm']}: {row['model']}, rank {row['lora_r']}, lr {row['learning_rate']}, "
+          f"train examples {row['train_examples']}, prompt {row['prompt_style']} -> {row['status']}")
+
+# %% [markdown]
+# The results table (`results.md`; `results.csv` has every metric of every split). Tool accuracy is
+# on each evaluation split; argument match, no-tool recall and chain match on the test split.
+
+# %%
+display(Markdown(ablation.markdown_table(rows)))
+
+# %% [markdown]
+# Tool accuracy per arm and split: the gap between `test` and `hard_test`/`human_eval` is how much an
+# arm learned the templates rather than the task.
+
+# %%
+display(Image(filename=str(out_dir / "accuracy.png")))
+
+# %% [markdown]
+# Per-tool F1 on the test split: which tools an arm confuses.
+
+# %%
+display(Image(filename=str(out_dir / "per_tool_f1.png")))
+
+# %% [markdown]
+# Training (dashed) and validation (solid) loss: whether an arm under- or over-fits.
+
+# %%
+display(Image(filename=str(out_dir / "loss_curves.png")))
