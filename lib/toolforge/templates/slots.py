@@ -1,0 +1,471 @@
+"""Slot pools and frames: where the variable parts of a templated query come from.
+
+A *frame* is a small function ``frame(rng, pools) -> dict`` that draws one consistent set of slot
+values: what the user writes (``date_text`` = "March 14, 2027") and the canonical label values
+(``date`` = "2027-03-14"). A template phrasing uses some keys of that dict (``{date_text}``) and its
+calls use others (``{date}``). Frames are the only code in the generator that knows about meaning;
+everything else (phrasings, calls, pools) is data in this folder.
+
+The canonical forms are part of the label policy (see ``GENERATOR_RULES`` and the data card).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+TEMPLATE_DIR = Path(__file__).parent
+
+
+def _read_lines(name: str) -> list[str]:
+    lines = (TEMPLATE_DIR / name).read_text(encoding="utf-8").splitlines()
+    return [s.strip() for s in lines if s.strip() and not s.startswith("#")]
+
+
+def _read_yaml(name: str) -> Any:
+    return yaml.safe_load((TEMPLATE_DIR / name).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Every slot pool, loaded once. Lists keep file order, so sampling is deterministic."""
+    places: list[str]
+    words: list[str]
+    phrases: list[str]
+    languages: dict[str, dict[str, Any]]   # ISO 639-1 code -> {names: [...], es/fr/de: name}
+    units: dict[str, dict[str, list[str]]]  # dimension -> canonical unit -> surface forms
+    topics: dict[str, list[str]]           # wikipedia subjects by kind
+    misc: dict[str, Any]                    # pools.yaml
+
+    def __getitem__(self, name: str) -> Any:
+        return self.misc[name]
+
+
+@lru_cache(maxsize=1)
+def load_pools() -> Pools:
+    return Pools(places=_read_lines("places.txt"), words=_read_lines("words.txt"),
+                 phrases=_read_lines("phrases.txt"), languages=_read_yaml("languages.yaml"),
+                 units=_read_yaml("units.yaml"), topics=_read_yaml("topics.yaml"),
+                 misc=_read_yaml("pools.yaml"))
+
+
+def canonical_units() -> dict[str, list[str]]:
+    """Dimension -> canonical unit short forms (the unit_converter label vocabulary)."""
+    return {dim: list(units) for dim, units in load_pools().units.items()}
+
+
+# Published in the registry policy of unit_converter and in the data card.
+UNITS = canonical_units()
+
+# Generator rules that complete the registry's label policy (shown in the data card).
+GENERATOR_RULES = {
+    "weather.location": "the place name as the user meant it, capitalised ('new york' -> 'New York'); "
+                        "'the Alps' keeps its article. When the forecast day is given, it is not an argument.",
+    "wikipedia.query": "the subject asked about (person, place, event, thing), capitalised as its article "
+                       "title, without question words or the attribute asked for ('when was marie curie "
+                       "born' -> 'Marie Curie').",
+    "web_search.query": "the subject followed by the intent keyword of the question: '<subject> latest news', "
+                        "'<product> price', '<team> score', '<company> stock price', '<thing> release date', "
+                        "'<kind> near me', '<business> opening hours', 'best <things> <year>', "
+                        "'<flight> flight status', '<amount> <FROM> to <TO>' (currency codes).",
+    "calculator.expression": "Python syntax with spaces around binary operators: '*', '/', '+', '-', '**', "
+                             "'sqrt(x)'; 'x%' of y -> '0.x * y'; a tip/markup adds 'base + 0.p * base', a "
+                             "discount subtracts it; money keeps the digits as written without '$' or ','.",
+    "datetime": "action 'time' / 'date' / 'now' (both) with 'timezone' only when a place or zone is named "
+                "(as written: city, IANA zone or abbreviation); 'weekday' / 'days_until' / 'days_since' with "
+                "'date' as YYYY-MM-DD (a named holiday needs its year).",
+    "dictionary.word": "the word in lower case.",
+    "translate": "'text' is exactly the text to translate (no quotes, no instruction, case kept); 'to_lang' "
+                 "the ISO 639-1 code of the target language.",
+    "unit_converter": "'value' a JSON number ('1,500' -> 1500); 'from'/'to' canonical short forms "
+                      "(table below). A quantity with a time unit converted to another time unit is a "
+                      "conversion, not arithmetic.",
+    "web_reader.url": "the URL as given, with 'https://' prepended when it has no scheme.",
+    "chains": "calls in the order the user wants them run: the order named, except 'X, but first Y' "
+              "(Y then X). Two places, languages, words or units for the same tool make two calls.",
+}
+
+Frame = Callable[[random.Random, Pools], dict[str, Any]]
+FRAMES: dict[str, Frame] = {}
+
+
+def frame(fn: Frame) -> Frame:
+    FRAMES[fn.__name__] = fn
+    return fn
+
+
+def pick(rng: random.Random, items: Any) -> Any:
+    """One item; mappings pick a key. Sorting keys keeps the draw independent of dict order."""
+    if isinstance(items, dict):
+        return rng.choice(sorted(items))
+    return rng.choice(items)
+
+
+def pick_distinct(rng: random.Random, items: list[Any], k: int) -> list[Any]:
+    return rng.sample(list(items), k)
+
+
+# -- numbers ---------------------------------------------------------------------------------------
+
+def number(rng: random.Random, lo: int, hi: int, decimals: int = 0) -> str:
+    """A number as text, e.g. '42' or '17.5'; decimals are dropped when they are zero."""
+    if decimals and rng.random() < 0.4:
+        text = f"{rng.uniform(lo, hi):.{decimals}f}".rstrip("0").rstrip(".")
+        return text if text != "-0" else "0"
+    return str(rng.randint(lo, hi))
+
+
+def as_json_number(text: str) -> int | float:
+    """'1,500' -> 1500, '2.5' -> 2.5."""
+    clean = text.replace(",", "")
+    value = float(clean)
+    return int(value) if value.is_integer() and "." not in clean else value
+
+
+def with_thousands(rng: random.Random, text: str) -> str:
+    """Sometimes write '1500' as '1,500' the way people do."""
+    if text.isdigit() and len(text) >= 4 and rng.random() < 0.5:
+        return f"{int(text):,}"
+    return text
+
+
+def pct_fraction(pct: str) -> str:
+    """'15' -> '0.15', '12.5' -> '0.125'."""
+    return format((Decimal(pct) / 100).normalize(), "f")
+
+
+def money(rng: random.Random, lo: int, hi: int) -> str:
+    if rng.random() < 0.35:
+        return f"{rng.randint(lo, hi)}.{rng.choice(['50', '99', '25', '75', '40', '10'])}"
+    return str(rng.randint(lo, hi))
+
+
+# -- weather / datetime ------------------------------------------------------------------------------
+
+@frame
+def place(rng, p):
+    return {"place": pick(rng, p.places)}
+
+
+@frame
+def place_when(rng, p):
+    return {"place": pick(rng, p.places),
+            "when": pick(rng, ["today", "tomorrow", "tonight", "this weekend", "on saturday", "next week",
+                               "this afternoon", "tomorrow morning", "for the next 3 days", "right now"])}
+
+
+@frame
+def two_places(rng, p):
+    a, b = pick_distinct(rng, p.places, 2)
+    return {"place": a, "place2": b}
+
+
+@frame
+def three_places(rng, p):
+    a, b, c = pick_distinct(rng, p.places, 3)
+    return {"place": a, "place2": b, "place3": c}
+
+
+@frame
+def tz(rng, p):
+    kind = rng.random()
+    pool = p["timezone_city"] if kind < 0.7 else p["timezone_iana"] if kind < 0.88 else p["timezone_abbrev"]
+    return {"tz": pick(rng, pool)}
+
+
+@frame
+def two_tz(rng, p):
+    a, b = pick_distinct(rng, p["timezone_city"], 2)
+    return {"tz": a, "tz2": b}
+
+
+@frame
+def nothing(rng, p):
+    return {}
+
+
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"]
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def date_text(rng: random.Random, d: dt.date) -> str:
+    """One of the ways people write a full date (never the ambiguous 03/04/2027)."""
+    month = _MONTHS[d.month - 1]
+    forms = [d.isoformat(), f"{month} {d.day}, {d.year}", f"{d.day} {month} {d.year}",
+             f"{month[:3]} {d.day} {d.year}", f"{month} {ordinal(d.day)}, {d.year}",
+             f"the {ordinal(d.day)} of {month} {d.year}", f"{month} {d.day} {d.year}"]
+    return pick(rng, forms)
+
+
+def _date_frame(first: dt.date, last: dt.date) -> Frame:
+    """A date between ``first`` and ``last``: its label (YYYY-MM-DD) and how the user writes it."""
+    def draw(rng, p):
+        d = first + dt.timedelta(days=rng.randint(0, (last - first).days))
+        return {"date": d.isoformat(), "date_text": date_text(rng, d)}
+    return draw
+
+
+# Explicit years keep labels independent of today's date: the future for days_until, the past for days_since.
+FRAMES["future_date"] = _date_frame(dt.date(2026, 1, 1), dt.date(2031, 12, 31))
+FRAMES["past_date"] = _date_frame(dt.date(1990, 1, 1), dt.date(2025, 12, 31))
+FRAMES["any_date"] = _date_frame(dt.date(1900, 1, 1), dt.date(2035, 12, 31))
+
+
+@frame
+def holiday(rng, p):
+    name = pick(rng, p["holiday"])
+    month, day = p["holiday"][name]
+    year = rng.randint(2026, 2030)
+    return {"holiday": name, "year": str(year), "date": dt.date(year, month, day).isoformat()}
+
+
+# -- dictionary / wikipedia / web_search ------------------------------------------------------------
+
+@frame
+def word(rng, p):
+    w = pick(rng, p.words)
+    return {"word": w, "Word": w.capitalize() if rng.random() < 0.3 else w}
+
+
+@frame
+def two_words(rng, p):
+    a, b = pick_distinct(rng, p.words, 2)
+    return {"word": a, "word2": b}
+
+
+def _topic_frame(*kinds: str) -> Frame:
+    """A wikipedia subject of one of ``kinds`` (a kind listed twice is drawn twice as often)."""
+    def draw(rng, p):
+        return {"topic": pick(rng, p.topics[pick(rng, list(kinds))])}
+    return draw
+
+
+FRAMES["person"] = _topic_frame("person")
+FRAMES["landmark"] = _topic_frame("place")
+FRAMES["event"] = _topic_frame("event")
+FRAMES["encyclopedic"] = _topic_frame("place", "event", "thing", "thing")
+
+
+@frame
+def two_people(rng, p):
+    a, b = pick_distinct(rng, p.topics["person"], 2)
+    return {"topic": a, "topic2": b}
+
+
+@frame
+def currency(rng, p):
+    codes = pick_distinct(rng, sorted(p["currency"]), 2)
+    amount = with_thousands(rng, str(rng.choice([1, 5, 10, 20, 50, 100, 250, 500, 1000, 1500, 2000, 10000])))
+    return {"amount": amount, "amount_plain": amount.replace(",", ""),
+            "cur": pick(rng, p["currency"][codes[0]]), "cur2": pick(rng, p["currency"][codes[1]]),
+            "CUR": codes[0], "CUR2": codes[1]}
+
+
+# -- translate ------------------------------------------------------------------------------------------
+
+def _language(rng: random.Random, p: Pools, native: str | None = None, exclude: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(code, how the user names it); ``native`` picks the name in that language."""
+    codes = [c for c in p.languages if c not in exclude and (native is None or native in p.languages[c])]
+    code = rng.choice(codes)
+    name = p.languages[code][native] if native else pick(rng, p.languages[code]["names"])
+    return code, name
+
+
+@frame
+def text_lang(rng, p):
+    code, name = _language(rng, p, exclude=("en",))
+    return {"text": pick(rng, p.phrases), "lang": name, "code": code}
+
+
+@frame
+def text_two_langs(rng, p):
+    code, name = _language(rng, p, exclude=("en",))
+    code2, name2 = _language(rng, p, exclude=("en", code))
+    return {"text": pick(rng, p.phrases), "lang": name, "code": code, "lang2": name2, "code2": code2}
+
+
+def _native_text_lang(native: str) -> Frame:
+    def draw(rng, p):
+        code, name = _language(rng, p, native=native, exclude=(native,))
+        return {"text": pick(rng, p.phrases), "lang": name, "code": code}
+    return draw
+
+
+for _native in ("es", "fr", "de"):
+    FRAMES[f"text_lang_{_native}"] = _native_text_lang(_native)
+
+
+@frame
+def word_lang(rng, p):
+    code, name = _language(rng, p, exclude=("en",))
+    return {"word": pick(rng, p.words), "lang": name, "code": code}
+
+
+# -- unit_converter -----------------------------------------------------------------------------------
+
+_VALUE_RANGES = {"temperature": (-40, 500), "length": (1, 5000), "mass": (1, 500), "volume": (1, 100),
+                 "speed": (5, 300), "data": (1, 4000), "time": (1, 1000)}
+
+
+def _conversion(rng: random.Random, p: Pools, n_targets: int) -> dict[str, Any]:
+    dim = pick(rng, p.units)
+    units = pick_distinct(rng, sorted(p.units[dim]), 1 + n_targets)
+    lo, hi = _VALUE_RANGES[dim]
+    value = with_thousands(rng, number(rng, lo, hi, decimals=1))
+    out = {"value_text": value, "value": as_json_number(value), "from": units[0],
+           "from_text": pick(rng, p.units[dim][units[0]])}
+    for i, unit in enumerate(units[1:], 1):
+        suffix = "" if i == 1 else str(i)
+        out[f"to{suffix}"] = unit
+        out[f"to{suffix}_text"] = pick(rng, p.units[dim][unit])
+    return out
+
+
+@frame
+def conversion(rng, p):
+    return _conversion(rng, p, 1)
+
+
+@frame
+def conversion_two_targets(rng, p):
+    return _conversion(rng, p, 2)
+
+
+@frame
+def time_conversion(rng, p):
+    """Durations between time units: the unit_converter side of the calculator/datetime policy."""
+    units = p.units["time"]
+    a, b = pick_distinct(rng, ["s", "min", "h", "day", "week", "month", "year"], 2)
+    value = number(rng, 1, 200, decimals=1)
+    return {"value_text": value, "value": as_json_number(value), "from": a, "from_text": pick(rng, units[a]),
+            "to": b, "to_text": pick(rng, units[b])}
+
+
+# -- calculator -------------------------------------------------------------------------------------------
+
+_OPS = {"*": ["times", "multiplied by", "x", "*", "×"], "/": ["divided by", "/", "over", "÷"],
+        "+": ["plus", "+"], "-": ["minus", "-", "take away"]}
+
+
+@frame
+def arithmetic(rng, p):
+    op = pick(rng, _OPS)
+    a = with_thousands(rng, number(rng, 2, 9999, decimals=2))
+    b = number(rng, 2, 999, decimals=1)
+    sym = pick(rng, [s for s in _OPS[op] if len(s) == 1] or [op])
+    words = [w for w in _OPS[op] if len(w) > 1] or [op]
+    plain_a = a.replace(",", "")
+    return {"a": a, "b": b, "op_sym": sym, "op_word": pick(rng, words), "expr": f"{plain_a} {op} {b}"}
+
+
+@frame
+def compound_expression(rng, p):
+    """A written expression with parentheses or several operators; '^' is read as '**'."""
+    n = [number(rng, 2, 99) for _ in range(3)]
+    ops = [pick(rng, ["+", "-", "*", "/"]) for _ in range(2)]
+    if rng.random() < 0.5:
+        expr = f"({n[0]} {ops[0]} {n[1]}) {ops[1]} {n[2]}"
+    elif rng.random() < 0.5:
+        expr = f"{n[0]} {ops[0]} {n[1]} {ops[1]} {n[2]}"
+    else:
+        expr = f"{n[0]} {ops[0]} {n[1]} ** {rng.randint(2, 4)}"
+    written = expr.replace("**", "^") if rng.random() < 0.6 else expr
+    if rng.random() < 0.4:
+        written = written.replace(" ", "")
+    return {"written": written, "expr": expr}
+
+
+@frame
+def percent_of(rng, p):
+    pct = number(rng, 1, 95, decimals=1) if rng.random() < 0.3 else str(rng.choice([5, 10, 12, 15, 18, 20, 25, 30, 40, 50, 60, 75]))
+    base = with_thousands(rng, number(rng, 10, 5000, decimals=2))
+    return {"pct": pct, "base": base, "expr": f"{pct_fraction(pct)} * {base.replace(',', '')}"}
+
+
+@frame
+def tip(rng, p):
+    pct = str(rng.choice([10, 12, 15, 18, 20, 22, 25]))
+    bill = money(rng, 12, 480)
+    return {"pct": pct, "bill": bill, "tip_expr": f"{pct_fraction(pct)} * {bill}",
+            "total_expr": f"{bill} + {pct_fraction(pct)} * {bill}"}
+
+
+@frame
+def discount(rng, p):
+    pct = str(rng.choice([10, 15, 20, 25, 30, 35, 40, 50, 60, 70]))
+    price = money(rng, 8, 1500)
+    return {"pct": pct, "price": price, "expr": f"{price} - {pct_fraction(pct)} * {price}"}
+
+
+def _money_and_count(money_key: str, money_range: tuple[int, int], count_key: str,
+                     count_range: tuple[int, int], expression: str) -> Frame:
+    """Word problems on an amount of money and a count ({item} comes from the shared pools)."""
+    def draw(rng, p):
+        amount, count = money(rng, *money_range), str(rng.randint(*count_range))
+        return {money_key: amount, count_key: count, "expr": expression.format(money=amount, count=count)}
+    return draw
+
+
+FRAMES["split_bill"] = _money_and_count("total", (20, 900), "people", (2, 12), "{money} / {count}")
+FRAMES["unit_price"] = _money_and_count("price", (1, 120), "count", (2, 24), "{count} * {money}")
+FRAMES["savings"] = _money_and_count("amount", (20, 2000), "months", (2, 60), "{money} * {count}")
+
+
+@frame
+def change_due(rng, p):
+    paid = str(rng.choice([10, 20, 50, 100, 200]))
+    cost = f"{rng.randint(1, int(paid) - 1)}.{rng.randint(0, 99):02d}"
+    return {"paid": paid, "cost": cost, "expr": f"{paid} - {cost}"}
+
+
+@frame
+def square_root(rng, p):
+    n = str(rng.choice([rng.randint(2, 40) ** 2, rng.randint(2, 9999)]))
+    return {"n": n, "expr": f"sqrt({n})"}
+
+
+@frame
+def power(rng, p):
+    base = str(rng.randint(2, 99))
+    exp = str(rng.randint(2, 12))
+    return {"base": base, "exp": exp, "expr": f"{base} ** {exp}", "sq_expr": f"{base} ** 2",
+            "cube_expr": f"{base} ** 3"}
+
+
+@frame
+def ratio_percent(rng, p):
+    whole = rng.randint(20, 2000)
+    part = str(rng.randint(1, whole))
+    return {"part": part, "whole": str(whole), "expr": f"{part} / {whole} * 100"}
+
+
+@frame
+def average(rng, p):
+    nums = [number(rng, 1, 300) for _ in range(rng.randint(3, 5))]
+    listed = ", ".join(nums[:-1]) + pick(rng, [" and ", ", "]) + nums[-1]
+    return {"numbers": listed, "expr": f"({' + '.join(nums)}) / {len(nums)}"}
+
+
+# -- web_reader -------------------------------------------------------------------------------------------
+
+@frame
+def url(rng, p):
+    domain = pick(rng, p["domain"])
+    host = f"www.{domain}" if domain.count(".") == 1 and rng.random() < 0.3 else domain
+    path = pick(rng, p["url_path"]) if rng.random() < 0.75 else ""
+    query = pick(rng, p["url_query"]) if path and rng.random() < 0.25 else ""
+    scheme = rng.choices(["", "https://", "http://"], weights=[5, 4, 1])[0]
+    written = f"{scheme}{host}{path}{query}"
+    return {"url": written, "full_url": written if scheme else f"https://{written}"}
+
