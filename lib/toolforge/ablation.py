@@ -211,6 +211,11 @@ def aggregate(arms: list[ArmConfig], runs_root: str | Path, out_dir: str | Path,
         writer.writeheader()
         writer.writerows({key: "" if row.get(key) is None else row.get(key) for key in columns} for row in rows)
     (out_dir / "results.md").write_text(markdown_table(rows), encoding="utf-8")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # a bare GPU image: the table matters most, the plots can be made later here
+        print("ablation: matplotlib is not installed, plots skipped (rerun with --aggregate-only where it is)")
+        return rows
     plot_accuracy(rows, out_dir / "accuracy.png")
     plot_per_tool_f1(arms, runs_root, router, out_dir / "per_tool_f1.png")
     plot_loss_curves(arms, runs_root, out_dir / "loss_curves.png")
