@@ -48,7 +48,7 @@ def test_dry_run_prints_files_sizes_and_command_and_runs_nothing(dataset, tmp_pa
                         "--dry-run", "-m", "v2 notes"]) == 0
     out = capsys.readouterr().out
     assert "2 files, 63 bytes" in out and "48  train.jsonl" in out and "15  sub/test.jsonl" in out
-    assert f"would run: kaggle datasets version -p {staging} -m v2 notes --dir-mode zip" in out
+    assert f"would run: kaggle datasets version -p {staging} -m 'v2 notes' --dir-mode zip" in out
     assert "KAGGLE_USERNAME" in out  # the note to set the user
     assert sorted(p.name for p in staging.rglob("*") if p.is_file()) == ["dataset-metadata.json", "test.jsonl",
                                                                          "train.jsonl"]

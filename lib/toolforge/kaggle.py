@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -148,14 +149,14 @@ def publish(data_path: str | Path | None = None, metadata_path: str | Path = MET
         if dry_run:
             if USER_PLACEHOLDER in meta["id"]:
                 print(f"note: set --user or $KAGGLE_USERNAME to replace {USER_PLACEHOLDER} in the id")
-            print("dry run, would run: " + " ".join(command))
+            print("dry run, would run: " + shlex.join(command))
             return 0
         if USER_PLACEHOLDER in meta["id"]:
             raise ConfigError(f"id: still {meta['id']!r}; pass --user or set $KAGGLE_USERNAME")
         if shutil.which("kaggle") is None:
             raise ConfigError("the Kaggle CLI is not installed: pip install kaggle, and put your API token in "
                               "~/.kaggle/kaggle.json (or $KAGGLE_USERNAME and $KAGGLE_KEY)")
-        print("running: " + " ".join(command), flush=True)
+        print("running: " + shlex.join(command), flush=True)
         return subprocess.run(command).returncode
 
 
