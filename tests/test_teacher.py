@@ -7,7 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from fakes.teacher_server import ORACLE, FakeGemini
+from fakes.teacher_server import FAKE_KEYS as KEYS
+from fakes.teacher_server import FAST, ORACLE, FakeGemini, serve, write_queries
 
 from toolforge.config import ConfigError
 from toolforge.examples import read_examples
@@ -16,28 +17,17 @@ from toolforge.teacher.backend import SlotError
 from toolforge.teacher.cli import main as teacher_main
 from toolforge.teacher.gemini import classify_api_error
 from toolforge.teacher.keys import Key, find_keys
-from toolforge.teacher.pool import (EXIT_ALL_DEAD, EXIT_DONE, QUOTA_TIMEZONE, Pool, Slot, next_quota_reset)
+from toolforge.teacher.pool import (EXIT_ALL_DEAD, EXIT_DONE, EXIT_INCOMPLETE, QUOTA_TIMEZONE, Pool, Slot,
+                                    next_quota_reset)
 from toolforge.teacher.store import OutputExists, repair_torn_tail
 from toolforge.teacher.synth import STYLES, plan_jobs
-
-KEYS = ["fake-key-AAAA-1111", "fake-key-BBBB-2222"]
-FAST = dict(min_gap_s=0.0, base_backoff_s=0.01, max_backoff_s=0.05, timeout_s=0.5, workers=2)
 
 
 @pytest.fixture
 def gemini(monkeypatch):
-    for name in ("GEMINI_API_KEY", "GEMINI_API_KEYS", "TOOLFORGE_TEACHER_OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    server = FakeGemini(oracle=ORACLE).start()
-    monkeypatch.setenv("GEMINI_API_KEYS", ",".join(KEYS))
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)  # read by the SDK itself
+    server = serve(FakeGemini(oracle=ORACLE), monkeypatch)
     yield server
     server.stop()
-
-
-def write_queries(path: Path, queries) -> Path:
-    path.write_text("".join(json.dumps({"query": q}) + "\n" for q in queries), encoding="utf-8")
-    return path
 
 
 def labelled(path: Path) -> dict:
@@ -91,6 +81,16 @@ def test_transient_errors_back_off_and_retry_until_labelled(gemini, tmp_path):
     for expected in ("PerMinute", "HTTP 503", "HTTP 500", "unreadable response", "Timeout"):
         assert expected in reasons
     assert sum(report.errors.values()) == 5
+
+
+def test_a_refused_request_fails_its_query_only_and_resume_asks_again(gemini, tmp_path):
+    gemini.script = {"weather in Paris?": ["400"]}
+    queries, out = write_queries(tmp_path / "q.jsonl", list(ORACLE)), tmp_path / "labels.jsonl"
+    report = label_file(queries, out, TeacherConfig(**FAST), progress=False)
+    assert report.exit_code == EXIT_INCOMPLETE and report.failed == 1 and not report.dead_slots
+    assert "weather in Paris?" not in labelled(out) and len(labelled(out)) == len(ORACLE) - 1
+    assert label_file(queries, out, TeacherConfig(**FAST), resume=True, progress=False).exit_code == EXIT_DONE
+    assert sorted(labelled(out)) == sorted(ORACLE)
 
 
 def test_retry_delay_from_the_server_is_honoured(gemini, tmp_path, monkeypatch):
@@ -202,7 +202,11 @@ def test_gemini_errors_map_to_what_the_pool_does():
     assert (daily.kind, minute.kind, minute.retry_after) == ("daily", "transient", 0.5)
     assert classify_api_error(429, {}).kind == "transient"
     assert classify_api_error(503, {}).kind == classify_api_error(500, "not json").kind == "transient"
-    assert classify_api_error(400, {"error": {"message": "API key not valid"}}).kind == "dead"
+    bad_key = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "API key not valid.", "details": [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}}
+    assert classify_api_error(400, bad_key, "API key not valid.").kind == "dead"
+    refused = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "Request contains an invalid argument."}}
+    assert classify_api_error(400, refused, "Request contains an invalid argument.").kind == "refused"
     assert classify_api_error(404, {}).kind == "dead"
 
 

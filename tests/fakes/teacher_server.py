@@ -6,7 +6,7 @@ first, then persistent rules per API key or per model, then a queue of behaviour
 the oracle does not know). Every request is recorded.
 
 Behaviours: answer, text, bad_tool, bad_args, bad_json_args (OpenAI only), 429_minute, 429_day,
-500, 503, 401, malformed (a 200 whose body is not JSON), slow (answers after ``slow_s``).
+400, 401, 500, 503, malformed (a 200 whose body is not JSON), slow (answers after ``slow_s``).
 """
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ class FakeServer:
             behaviour = "answer"
         if behaviour == "malformed":
             return 200, {}, b'{"candidates": [{"content": {"parts": [{"text": "cut off'
-        if behaviour in ("500", "503", "401"):
+        if behaviour in ("400", "401", "500", "503"):
             return int(behaviour), {}, json.dumps(self.error_body(int(behaviour))).encode()
         if behaviour.startswith("429"):
             return 429, {"retry-after": "0"}, json.dumps(self.quota_body(behaviour == "429_day")).encode()
@@ -135,7 +135,7 @@ class FakeServer:
         return 200, {}, json.dumps(self.calls_body(calls)).encode()
 
     def error_body(self, code: int) -> dict[str, Any]:
-        status = {500: "INTERNAL", 503: "UNAVAILABLE", 401: "UNAUTHENTICATED"}[code]
+        status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 500: "INTERNAL", 503: "UNAVAILABLE"}[code]
         return {"error": {"code": code, "message": f"fake {status}", "status": status}}
 
     # Protocol-specific parts.
@@ -222,3 +222,34 @@ ORACLE: dict[str, list[dict[str, Any]]] = {
     "translate good night to portuguese": [{"name": "translate", "arguments": {"text": "good night", "to_lang": "pt"}}],
     "convert 5 km to miles": [{"name": "unit_converter", "arguments": {"value": 5, "from": "km", "to": "mi"}}],
 }
+
+FAKE_KEYS = ["fake-key-AAAA-1111", "fake-key-BBBB-2222"]
+# TeacherConfig fields that make tests fast: no gap between requests, millisecond backoffs.
+FAST = dict(min_gap_s=0.0, base_backoff_s=0.01, max_backoff_s=0.05, timeout_s=0.5, workers=2)
+TEACHER_ENV_PREFIXES = ("GEMINI_API_KEY", "TOOLFORGE_TEACHER_", "GOOGLE_GEMINI_BASE_URL")
+
+
+def teacher_env(server: FakeServer) -> dict[str, str]:
+    """Environment variables that point the teacher at ``server``."""
+    if isinstance(server, FakeGemini):
+        return {"GEMINI_API_KEYS": ",".join(FAKE_KEYS), "GOOGLE_GEMINI_BASE_URL": server.url}
+    return {"TOOLFORGE_TEACHER_OPENAI_BASE_URL": server.url + "/v1",
+            "TOOLFORGE_TEACHER_OPENAI_MODEL": "qwen2.5-7b-instruct"}
+
+
+def serve(server: FakeServer, monkeypatch: Any) -> FakeServer:
+    """Start ``server`` and point the environment at it alone (real keys in the environment are hidden)."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(TEACHER_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    server.start()
+    for name, value in teacher_env(server).items():
+        monkeypatch.setenv(name, value)
+    return server
+
+
+def write_queries(path: Any, queries: list[str]) -> Any:
+    path.write_text("".join(json.dumps({"query": q}) + "\n" for q in queries), encoding="utf-8")
+    return path

@@ -54,8 +54,9 @@ class SlotError(Exception):
     """A request failed in a way that says something about the slot.
 
     kind: 'transient' (per-minute 429, 5xx, timeout, unreadable body: back off, retry the job),
-    'daily' (daily quota: the slot is dead until the quota resets) or 'dead' (bad key, unknown
-    model: dead for this run). ``retry_after`` is the server's own delay in seconds, when it gave one.
+    'daily' (daily quota: the slot is dead until the quota resets), 'dead' (bad key, unknown
+    model: dead for this run) or 'refused' (a 400 about this request: the job fails, the slot is
+    fine; --resume asks again). ``retry_after`` is the server's own delay in seconds, if given.
     """
 
     def __init__(self, kind: str, reason: str, retry_after: float | None = None):

@@ -7,6 +7,7 @@ Gemini-compatible endpoint (the tests use it for a fake server).
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 from typing import Any
@@ -55,8 +56,12 @@ def classify_api_error(code: int, details: Any, message: str = "") -> SlotError:
         return SlotError("transient", f"429 {quota_ids[0] if quota_ids else 'rate limited'}", retry_after)
     if code in (408, 499) or code >= 500:
         return SlotError("transient", f"HTTP {code} {message}".strip(), retry_after)
-    # 400 (bad key or a request the server refuses), 401, 403, 404 (unknown model): retrying the
-    # same slot cannot help.
+    status = str(error.get("status", "")) if isinstance(error, dict) else ""
+    if code == 400 and status == "INVALID_ARGUMENT" and "API_KEY" not in json.dumps(items) \
+            and "API key" not in message:
+        return SlotError("refused", f"HTTP 400 {message}".strip())
+    # A bad key (400 API_KEY_INVALID), 401, 403, 404 (unknown model), 400 FAILED_PRECONDITION
+    # (region not supported): retrying the same slot cannot help.
     return SlotError("dead", f"HTTP {code} {message}".strip())
 
 

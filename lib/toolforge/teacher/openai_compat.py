@@ -35,8 +35,9 @@ class OpenAICompatBackend:
         code = response.status_code
         if code == 429 or code == 408 or code >= 500:
             raise SlotError("transient", f"HTTP {code}", _retry_after(response))
-        if code != 200:
-            # 401/403: bad key; 404: unknown model or wrong URL; 400: a request the server refuses.
+        if code == 400:  # this request refused (e.g. too long): the job fails, the slot is fine
+            raise SlotError("refused", f"HTTP 400 {response.text[:200]}".strip())
+        if code != 200:  # 401/403: bad key; 404: unknown model or wrong URL
             raise SlotError("dead", f"HTTP {code} {response.text[:200]}".strip())
         try:
             data = response.json()

@@ -136,7 +136,7 @@ class Pool:
                 else:
                     delay = self.backoff(slot.failures)
                 slot.ready_at = self.clock() + delay
-            else:
+            elif error.kind in ("daily", "dead"):
                 slot.dead_reason = error.reason
                 slot.dead_until = next_quota_reset(self.wall()) if error.kind == "daily" else math.inf
             self._cond.notify_all()
@@ -145,7 +145,7 @@ class Pool:
 @dataclass
 class RunOutcome:
     finished: list[int] = field(default_factory=list)  # job indices completed
-    failed: list[int] = field(default_factory=list)    # gave up after max_attempts transient errors
+    failed: list[int] = field(default_factory=list)    # refused, or max_attempts transient errors
     remaining: list[int] = field(default_factory=list)  # never completed (stopped, all dead, interrupted)
     all_dead: bool = False
     interrupted: bool = False
@@ -187,7 +187,7 @@ def run_jobs(jobs: Sequence[Any], pool: Pool, attempt: Callable[[Slot, Any], Any
                     tries[index] += 1
                     if on_error is not None and not stop.is_set():
                         on_error(index, slot, error)
-                    if tries[index] >= max_attempts:
+                    if error.kind == "refused" or tries[index] >= max_attempts:
                         outcome.failed.append(index)
                     else:
                         queue.appendleft(index)
