@@ -18,7 +18,7 @@ import unicodedata
 Segment = tuple[str, "str | None"]
 
 # Slots whose surface text is copied into a label exactly, so their case is never changed.
-VERBATIM_SLOTS = frozenset({"text", "url", "written"})
+VERBATIM_SLOTS = frozenset({"text", "text_word", "url", "written"})
 
 PREFIXES = ["hey ", "hi ", "hi, ", "hey, ", "hello, ", "yo ", "um ", "ok so ", "so ", "quick question: ",
             "quick q - ", "hey there, ", "hi there! ", "excuse me, ", "sorry to bother you but ", "please ",
@@ -116,7 +116,7 @@ _TRAILING = re.compile(r"(?:\s+(?:thanks in advance|thank you|thanks|thx|ty|chee
 
 def normalize(query: str) -> str:
     """The near-duplicate key of a query (see the module docstring)."""
-    text = unicodedata.normalize("NFKC", query).lower()
+    text = unicodedata.normalize("NFKC", query).lower().replace("'", "").replace("’", "")
     text = "".join(c if c.isalnum() or c.isspace() or c in _KEEP else " " for c in text)
     text = re.sub(rf"\b(?:{_FILLER_WORDS})\b", " ", text)
     text = " ".join(text.split())

@@ -309,7 +309,8 @@ for _native in ("es", "fr", "de"):
 @frame
 def word_lang(rng, p):
     code, name = _language(rng, p, exclude=("en",))
-    return {"word": pick(rng, p.words), "lang": name, "code": code}
+    # "text_word": copied into translate's text, so noise never re-cases it (noise.VERBATIM_SLOTS)
+    return {"text_word": pick(rng, p.words), "lang": name, "code": code}
 
 
 # -- unit_converter -----------------------------------------------------------------------------------
