@@ -37,11 +37,12 @@ def test_study_runs_records_failure_skips_finished_and_aggregates(tmp_path, stud
     study = StudyConfig(name="t", arms=[str(broken), str(good)], evaluate={"routers": ["model"]})
     rows = run_study(study, runs, out_dir=out, notebooks_dir=notebooks)
 
-    # The broken arm failed in 02, was recorded, and the good arm still ran 02 then 03 (model router only).
+    # The broken arm failed in 02, was recorded, and the good arm still ran 02 then 03 (model router only);
+    # the notebooks saw the study's name as their W&B group.
     failed = (runs / "broken-arm" / "FAILED.txt").read_text()
     assert "02_train_qlora.py failed" in failed and "broken on purpose" in failed
     assert (runs / "broken-arm" / "notebooks" / "02_train_qlora.ipynb").exists()
-    assert calls(runs, "broken-arm") == ["02"] and calls(runs, "good") == ["02", "03 model"]
+    assert calls(runs, "broken-arm") == ["02 t"] and calls(runs, "good") == ["02 t", "03 model"]
     assert (runs / "good" / "notebooks" / "03_evaluate.ipynb").exists()
 
     assert [r["arm"] for r in rows] == ["broken-arm", "good"]
@@ -58,14 +59,14 @@ def test_study_runs_records_failure_skips_finished_and_aggregates(tmp_path, stud
     # Run again: nothing re-runs (finished is skipped, failed waits for --retry-failed).
     capsys.readouterr()
     run_study(study, runs, out_dir=out, notebooks_dir=notebooks)
-    assert calls(runs, "broken-arm") == ["02"] and calls(runs, "good") == ["02", "03 model"]
+    assert calls(runs, "broken-arm") == ["02 t"] and calls(runs, "good") == ["02 t", "03 model"]
     printed = capsys.readouterr().out
     assert "good: finished, skipped" in printed and "failed before" in printed
 
     # A changed recipe makes the finished arm stale; aggregate-only runs nothing and says so.
     good.write_text(good.read_text().replace("lora_r: 8", "lora_r: 16"))
     rows = run_study(study, runs, execute=False, out_dir=out, notebooks_dir=notebooks)
-    assert rows[1]["status"] == "changed" and calls(runs, "good") == ["02", "03 model"]
+    assert rows[1]["status"] == "changed" and calls(runs, "good") == ["02 t", "03 model"]
 
 
 def test_time_budget_stops_between_arms(tmp_path, study_files, capsys):
@@ -73,7 +74,7 @@ def test_time_budget_stops_between_arms(tmp_path, study_files, capsys):
     runs = tmp_path / "runs"
     study = StudyConfig(name="t", arms=[str(broken), str(good)])
     rows = run_study(study, runs, time_budget_s=0.5, notebooks_dir=notebooks)
-    assert calls(runs, "broken-arm") == ["02"] and calls(runs, "good") == []
+    assert calls(runs, "broken-arm") == ["02 t"] and calls(runs, "good") == []
     assert rows[1]["status"] == "todo" and "time budget" in capsys.readouterr().out
 
 

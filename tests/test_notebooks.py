@@ -33,7 +33,7 @@ Path(out_dir).mkdir(parents=True, exist_ok=True)
 
 FAKE_02 = '''
 # %%
-import json
+import json, os
 from toolforge.arm import ArmConfig
 from toolforge.config import config_from_namespace, dump_yaml
 _before = set(globals())
@@ -44,8 +44,8 @@ name = "gemma270m-cpu-demo"
 # %%
 arm = config_from_namespace(ArmConfig, globals(), _before)
 arm.run_dir.mkdir(parents=True, exist_ok=True)
-with open(arm.run_dir / "calls.log", "a") as f:
-    f.write("02\\n")
+with open(arm.run_dir / "calls.log", "a") as f:  # which notebook ran, in which W&B group
+    f.write(("02 " + os.environ.get("WANDB_RUN_GROUP", "")).strip() + "\\n")
 assert "broken" not in arm.name, "this arm is broken on purpose"
 dump_yaml(arm, arm.run_dir / "arm.yaml")
 (arm.run_dir / "metrics.json").write_text(json.dumps({

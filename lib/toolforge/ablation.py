@@ -135,7 +135,7 @@ def run_study(study: StudyConfig, runs_root: str | Path | None = None, execute: 
             continue
         print(f"{prefix}: {status}, running 02_train_qlora then 03_evaluate", flush=True)
         arm_start = time.monotonic()
-        error = _run_arm(arm, train, run_dir, runs_root, study.evaluate, notebooks_dir)
+        error = _run_arm(arm, train, run_dir, runs_root, study.evaluate, notebooks_dir, study.name)
         took = time.monotonic() - arm_start
         longest = max(longest, took)
         print(f"{prefix}: {'FAILED: ' + error if error else 'done'} ({took:.0f} s)", flush=True)
@@ -146,12 +146,15 @@ def run_study(study: StudyConfig, runs_root: str | Path | None = None, execute: 
 
 
 def _run_arm(arm: ArmConfig, train: dict, run_dir: Path, runs_root: Path, evaluate: dict,
-             notebooks_dir: str | Path | None) -> str | None:
+             notebooks_dir: str | Path | None, group: str) -> str | None:
     """Run 02 then 03 for one arm; on failure write FAILED.txt and return the error, else None."""
     # A result left from an earlier config must not make this arm look finished if 03 fails now.
     for marker in (run_dir / "eval" / "results.json", run_dir / FAILED_FILE):
         marker.unlink(missing_ok=True)
     notebooks = run_dir / "notebooks"
+    # The notebooks' kernels inherit the environment: the W&B runs they start join the study's group.
+    previous_group = os.environ.get("WANDB_RUN_GROUP")
+    os.environ["WANDB_RUN_GROUP"] = group
     try:
         run_notebook("02_train_qlora", notebooks / "02_train_qlora.ipynb", train, notebooks_dir=notebooks_dir)
         run_notebook("03_evaluate", notebooks / "03_evaluate.ipynb",
@@ -160,6 +163,11 @@ def _run_arm(arm: ArmConfig, train: dict, run_dir: Path, runs_root: Path, evalua
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / FAILED_FILE).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n{e}\n", encoding="utf-8")
         return str(e).splitlines()[0]
+    finally:
+        if previous_group is None:
+            os.environ.pop("WANDB_RUN_GROUP", None)
+        else:
+            os.environ["WANDB_RUN_GROUP"] = previous_group
     return None
 
 
