@@ -269,6 +269,11 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def _number(value: Any) -> float:
+    """A metric as a float for plotting; None (undefined: e.g. no examples of that tool) as NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def plot_per_tool_f1(arms: list[ArmConfig], runs_root: Path, router: str, path: Path) -> None:
     """A heatmap of per-tool F1 on the detail split: one row per arm, one column per tool."""
     per_tool = {arm.name: _read_json(runs_root / arm.name / "eval" / "results.json")
@@ -276,7 +281,7 @@ def plot_per_tool_f1(arms: list[ArmConfig], runs_root: Path, router: str, path: 
     order = {name: i for i, name in enumerate(load_registry().names)}  # the registry's order, others after
     tools = sorted({tool for scores in per_tool.values() for tool in scores}, key=lambda t: (order.get(t, len(order)), t))
     fig, ax = _figure(max(6, 0.8 * len(tools) + 2), max(2.5, 0.5 * len(arms) + 1.5))
-    grid = [[per_tool[arm.name].get(tool, {}).get("f1", float("nan")) for tool in tools] for arm in arms]
+    grid = [[_number(per_tool[arm.name].get(tool, {}).get("f1")) for tool in tools] for arm in arms]
     image = ax.imshow(grid if tools else [[float("nan")]], vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for i, line in enumerate(grid):
         for j, value in enumerate(line):
