@@ -278,7 +278,7 @@ def test_synth_writes_n_distinct_new_queries_and_resumes(gemini, tmp_path):
 
 
 def test_synth_counts_unparseable_answers_and_asks_again(gemini, tmp_path):
-    answers = iter(["Sure! Here are some queries: what's up", '```json\n["first query", "second query"]\n```'])
+    answers = iter(["Sure! Here are some queries: what's up", '```json\n["1. first query", "second query"]\n```'])
     gemini.synth = lambda prompt, k: next(answers)
     cfg = TeacherConfig(**{**FAST, "workers": 1})
     report = synth_file(tmp_path / "q.jsonl", 2, cfg, progress=False)

@@ -1,5 +1,7 @@
 """The OpenAI-compatible teacher backend (vLLM, llama.cpp, Ollama servers) against its own fake
 server: the same faults as the Gemini backend, plus arguments that are not JSON."""
+import json
+
 import pytest
 from fakes.teacher_server import FAST, ORACLE, FakeOpenAI, serve, write_queries
 
@@ -70,3 +72,9 @@ def test_synth_through_an_openai_compatible_server(server, tmp_path):
     report = synth_file(tmp_path / "q.jsonl", 7, TeacherConfig(**FAST), seed=3, progress=False)
     assert report.exit_code == EXIT_DONE and report.total == 7
     assert all(not r.tools for r in server.requests)
+    out = tmp_path / "cli.jsonl"
+    assert teacher_main(["synth", "--output", str(out), "--per-tool", "2", "--tools", "weather,calculator",
+                         "--styles", "single,edge", "--min-gap", "0", "--no-progress"]) == EXIT_DONE
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and {r["tool"] for r in rows} <= {"weather", "calculator", None}
+    assert {r["style"] for r in rows} <= {"single", "edge", "chit_chat"}

@@ -21,7 +21,9 @@ class TeacherConfig:
     backend: str = "auto"             # gemini | openai | auto (gemini when keys are found, else openai)
     models: list[str] = field(default_factory=list)  # empty: gemini's defaults / $TOOLFORGE_TEACHER_OPENAI_MODEL
     base_url: str | None = None       # openai: the server's /v1 URL; gemini: overrides $GOOGLE_GEMINI_BASE_URL
-    api_version: str | None = None    # gemini: 'v1' or 'v1beta'; None = the SDK's default
+    # gemini: the SDK 3.x defaults to 'v1', which has rejected `tools` and `systemInstruction`
+    # ("Unknown name ... Cannot find field"); v1beta has always taken them. None = the SDK's default.
+    api_version: str | None = "v1beta"
     timeout_s: float = 60.0           # per request
     # Free-tier Gemini allows 10-15 requests a minute per key and model: one every 6 s stays under.
     min_gap_s: float = 6.0

@@ -31,7 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--models", type=_split, help="comma-separated, e.g. gemini-2.5-flash,gemini-2.5-flash-lite")
     g.add_argument("--base-url", dest="base_url", help="openai: the server's /v1 URL; gemini: an endpoint "
                                                        "in place of $GOOGLE_GEMINI_BASE_URL")
-    g.add_argument("--api-version", dest="api_version", help="gemini API version: v1 or v1beta")
+    g.add_argument("--api-version", dest="api_version", help="gemini API version (default v1beta; v1 for endpoints that serve only v1)")
     g.add_argument("--timeout", dest="timeout_s", type=float, help="seconds per request")
     g.add_argument("--min-gap", dest="min_gap_s", type=float, help="seconds between two requests of a slot")
     g.add_argument("--backoff", dest="base_backoff_s", type=float, help="first backoff in seconds")

@@ -150,7 +150,8 @@ def label_file(input_path: str | Path, output_path: str | Path, cfg: TeacherConf
                                  "model": slot.model, "answer": _answer_for_log(reply)})
             report.rejected_queries += 1
         else:
-            meta = {"model": slot.model, **{k: row[k] for k in ("style", "tool") if k in row}}
+            # what synthesis asked for, kept to compare with the label (a measure of teacher noise)
+            meta = {"model": slot.model, **{f"synth_{k}": row[k] for k in ("tool", "style") if row.get(k)}}
             example = Example(id=example_id(row["query"]), query=row["query"], tool_calls=calls,
                               source="teacher", meta=meta)
             labels.append(example.to_json())

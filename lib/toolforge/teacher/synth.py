@@ -95,7 +95,9 @@ def parse_query_list(text: str) -> list[str]:
     items = json.loads(match.group(0))
     if not isinstance(items, list):
         raise ValueError("the answer is not a JSON array")
-    return [item.strip() for item in items if isinstance(item, str) and item.strip()]
+    # Models sometimes number the strings themselves ("1. ...") despite being told not to.
+    cleaned = (re.sub(r"^\s*\d+[.)]\s+", "", item).strip() for item in items if isinstance(item, str))
+    return [item for item in cleaned if item]
 
 
 def existing_queries(paths: Iterable[str | Path]) -> set[str]:
@@ -179,7 +181,8 @@ def synth_file(output_path: str | Path, n: int, cfg: TeacherConfig | None = None
             log.append({"query": query, "tool": job.tool, "style": job.style, "job": pending[index]})
             report.written += 1
             bar.update(1)
-        bar.set_postfix(dead=f"{len(pool.dead())}/{len(pool.slots)}", refresh=False)
+        bar.set_postfix(remaining=max(0, n - report.total), dead=f"{len(pool.dead())}/{len(pool.slots)}",
+                        refresh=False)
         return True
 
     def on_error(index: int, slot: Slot, error: SlotError) -> None:
