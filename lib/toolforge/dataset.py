@@ -348,10 +348,23 @@ Canonical argument values (lib/toolforge/templates/slots.py):
 """
 
 
+def sample_per_category(examples: list[Example], k: int = 3, seed: int = 0) -> list[list[str]]:
+    """``k`` seeded examples of each category as [category, query, answer] rows, for a quick look."""
+    from .prompt import format_answer
+
+    rng = random.Random(seed)
+    by_category: dict[str, list[Example]] = {}
+    for example in examples:
+        by_category.setdefault(example.category, []).append(example)
+    return [[category, e.query, format_answer(e.tool_calls)]
+            for category in sorted(by_category) for e in rng.sample(by_category[category], min(k, len(by_category[category])))]
+
+
 # -- the command ----------------------------------------------------------------------------------------------
 
-def maybe_teacher_file(config: GenerateConfig, out_dir: Path) -> Path | None:
-    """Teacher labels when the teacher runs (``toolforge.teacher.maybe_distil``), else None."""
+def maybe_teacher_file(config: GenerateConfig, out_dir: Path, avoid: list[Path] = ()) -> Path | None:
+    """Teacher labels when the teacher runs (``toolforge.teacher.maybe_distil``), else None. The teacher
+    does not write queries already in the ``avoid`` files (the human eval set)."""
     if config.use_teacher == "off":
         return None
     try:
@@ -363,19 +376,25 @@ def maybe_teacher_file(config: GenerateConfig, out_dir: Path) -> Path | None:
         return None
     enabled = {"auto": "auto", "on": True}[config.use_teacher]
     path = maybe_distil(out_dir=out_dir / "teacher", n_queries=config.teacher_queries, seed=config.seed,
-                        enabled=enabled)
+                        enabled=enabled, existing=list(avoid))
     return Path(path) if path else None
 
 
-def run(config: GenerateConfig, progress: bool = True) -> Dataset:
-    """Generate templates, add teacher and extra files, build and write the dataset."""
+def output_dir(config: GenerateConfig, base_dir: str | Path | None = None) -> Path:
+    """Where the dataset goes: ``out_dir`` (relative to ``base_dir`` when given), else ``data_dir()``."""
     out = data_dir(config.out_dir or None)
+    return Path(base_dir) / out if base_dir and not out.is_absolute() else out
+
+
+def run(config: GenerateConfig, progress: bool = True, base_dir: str | Path | None = None) -> Dataset:
+    """Generate templates, add teacher and extra files, build and write the dataset."""
+    out = output_dir(config, base_dir)
     template_examples = generate(config.n_examples, config.seed, progress=progress)
     extra = [Path(p) for p in config.extra_files]
-    teacher = maybe_teacher_file(config, out)
+    human_path = default_human_eval_path(out)
+    teacher = maybe_teacher_file(config, out, avoid=[human_path] if human_path else [])
     if teacher:
         extra.append(teacher)
-    human_path = default_human_eval_path(out)
     dataset = build_dataset(template_examples, extra, human_eval=human_path, seed=config.seed, strict=config.strict)
     write_dataset(dataset, out, human_eval_path=human_path, command=config.command(teacher_used=bool(teacher)))
     return dataset
@@ -398,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                                         "extra_files": args.extra, "strict": args.strict}, "command line")
     try:
         dataset = run(config)
-    except (BadLine, FileNotFoundError) as e:
+    except (BadLine, ConfigError, FileNotFoundError) as e:
         print(f"generate: {e}")
         return 1
     print(summary(dataset))
-    print(f"wrote {data_dir(config.out_dir or None)}")
+    print(f"wrote {output_dir(config)}")
     return 0

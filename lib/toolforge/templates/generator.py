@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..examples import CHAIN, NO_TOOL, Example
 from ..registry import Registry, load_registry
