@@ -165,7 +165,7 @@ def test_keys_never_appear_in_output_logs_or_files(gemini, tmp_path, capfd, capl
                          "--backoff", "0.01", "--timeout", "0.5"]) == EXIT_DONE
     captured = capfd.readouterr()
     text = captured.out + captured.err + caplog.text + "".join(p.read_text() for p in tmp_path.iterdir())
-    assert "dead slot key#3/gemini-2.5-flash" in captured.out
+    assert "dead slot key#3/gemini-2.5-flash: HTTP 401 API key key#3 is not valid" in captured.out  # scrubbed
     for secret in KEYS + ["fake-key-CCCC-3333"]:
         assert secret not in text and secret[:12] not in text
     key = Key("fake-key-AAAA-1111", "key#1")

@@ -14,7 +14,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -118,7 +118,7 @@ class FakeServer:
         if behaviour == "malformed":
             return 200, {}, b'{"candidates": [{"content": {"parts": [{"text": "cut off'
         if behaviour in ("400", "401", "500", "503"):
-            return int(behaviour), {}, json.dumps(self.error_body(int(behaviour))).encode()
+            return int(behaviour), {}, json.dumps(self.error_body(int(behaviour), key)).encode()
         if behaviour.startswith("429"):
             return 429, {"retry-after": "0"}, json.dumps(self.quota_body(behaviour == "429_day")).encode()
         if not tools:
@@ -134,9 +134,11 @@ class FakeServer:
                  }.get(behaviour) or self.oracle[query]
         return 200, {}, json.dumps(self.calls_body(calls)).encode()
 
-    def error_body(self, code: int) -> dict[str, Any]:
+    def error_body(self, code: int, key: str | None) -> dict[str, Any]:
         status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 500: "INTERNAL", 503: "UNAVAILABLE"}[code]
-        return {"error": {"code": code, "message": f"fake {status}", "status": status}}
+        # a careless server echoes the key it refused: the teacher must not repeat it
+        message = f"API key {key} is not valid" if code == 401 else f"fake {status}"
+        return {"error": {"code": code, "message": message, "status": status}}
 
     # Protocol-specific parts.
     def parse(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[str | None, str, str, bool]:

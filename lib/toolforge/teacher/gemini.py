@@ -98,7 +98,7 @@ class GeminiBackend:
         try:
             return client.models.generate_content(model=model, contents=contents, config=config)
         except errors.APIError as e:
-            raise classify_api_error(e.code or 0, e.details, e.message or "") from None
+            raise classify_api_error(e.code or 0, e.details, key.scrub(e.message or "")) from None
         except self._transport_errors as e:
             raise SlotError("transient", f"{type(e).__name__} (timeout or connection)") from None
         except (ValueError, TypeError, KeyError, AttributeError) as e:

@@ -24,6 +24,10 @@ class Key:
 
     __str__ = __repr__
 
+    def scrub(self, text: str) -> str:
+        """``text`` with this key replaced by its mask (for a server message that echoes it)."""
+        return text.replace(self.secret, self.label)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Key) and other.secret == self.secret
 

@@ -35,10 +35,13 @@ class OpenAICompatBackend:
         code = response.status_code
         if code == 429 or code == 408 or code >= 500:
             raise SlotError("transient", f"HTTP {code}", _retry_after(response))
+        if code in (401, 403):  # the body is not shown: some servers echo part of the key
+            raise SlotError("dead", f"HTTP {code} (key rejected)")
+        body = key.scrub(response.text[:200]) if key is not None else response.text[:200]
         if code == 400:  # this request refused (e.g. too long): the job fails, the slot is fine
-            raise SlotError("refused", f"HTTP 400 {response.text[:200]}".strip())
-        if code != 200:  # 401/403: bad key; 404: unknown model or wrong URL
-            raise SlotError("dead", f"HTTP {code} {response.text[:200]}".strip())
+            raise SlotError("refused", f"HTTP 400 {body}".strip())
+        if code != 200:  # 404: unknown model or wrong URL
+            raise SlotError("dead", f"HTTP {code} {body}".strip())
         try:
             data = response.json()
             message = data["choices"][0]["message"]
