@@ -303,10 +303,19 @@ def test_maybe_distil_skips_without_keys_and_distils_with_them(gemini, tmp_path,
     assert capsys.readouterr().out.count("\n") == 1
     with pytest.raises(ConfigError, match="GEMINI_API_KEY"):
         maybe_distil(tmp_path, n_queries=5, seed=0, enabled=True)
+    queries = write_queries(tmp_path / "q.jsonl", ["hi"])
+    assert teacher_main(["label", "--input", str(queries), "--output", str(tmp_path / "x.jsonl"),
+                         "--backend", "openai"]) == 2
+    assert "TOOLFORGE_TEACHER_OPENAI_BASE_URL" in capsys.readouterr().err
     monkeypatch.setenv("GEMINI_API_KEYS", ",".join(KEYS))
     path = maybe_distil(tmp_path, n_queries=6, seed=0, config=TeacherConfig(**FAST), progress=False)
     assert path == tmp_path / "teacher_labels.jsonl" and len(read_examples(path)) == 6
-    # a second call resumes: nothing new is asked
+    # a second call resumes: nothing new is asked, except queries to label as well
     n_requests = len(gemini.requests)
     assert maybe_distil(tmp_path, n_queries=6, seed=0, config=TeacherConfig(**FAST), progress=False) == path
     assert len(gemini.requests) == n_requests
+    maybe_distil(tmp_path, n_queries=6, seed=0, also_label=["weather in Paris?"], config=TeacherConfig(**FAST),
+                 progress=False)
+    assert len(gemini.requests) == n_requests + 1
+    shared = [ex for ex in read_examples(path) if ex.query == "weather in Paris?"]
+    assert len(read_examples(path)) == 7 and shared[0].tool_calls == ORACLE["weather in Paris?"]
