@@ -82,7 +82,7 @@ def test_hard_negatives_mention_tool_words_but_call_nothing(default_set):
 
 def test_noise_kinds_all_occur(default_set):
     noise = Counter(k for e in default_set for k in e.meta.get("noise", ()))
-    for kind in ("lower", "upper", "capitalised", "no_punct", "typo", "typos_heavy", "prefix", "suffix"):
+    for kind in ("lower", "upper", "capitalised", "no_punct", "typo", "typos_heavy", "slang", "prefix", "suffix"):
         assert noise[kind] > 0, kind
     assert Counter(t for e in default_set for t in e.meta.get("tags", ()))["non_english"] > 50
 
@@ -128,7 +128,7 @@ def test_noise_never_touches_verbatim_slots():
     for _ in range(200):
         noisy, kinds = add_noise(rng, segments)
         assert ("Good Morning", "text") in noisy
-        assert all(k in {"lower", "upper", "capitalised", "no_punct", "typo", "typos_heavy", "prefix", "suffix"}
+        assert all(k in {"lower", "upper", "capitalised", "no_punct", "typo", "typos_heavy", "slang", "prefix", "suffix"}
                    for k in kinds)
 
 

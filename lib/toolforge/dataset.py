@@ -317,10 +317,10 @@ of the examples of that kind, at most {HARD_TEST_CAP}. An example may have sever
 
 ## Surface noise (template examples)
 
-Casing (lower, upper, capitalised), missing final punctuation, one typo or several (`typos_heavy`: 3-4
-slips, real misspellings first), polite prefixes and fillers, closing thanks; non-English phrasings
-for weather and translate (`non_english` tag). Slots copied verbatim into labels (translate text, URLs,
-written expressions) are never re-cased.
+Casing (lower, upper, capitalised), missing final punctuation, chat shorthand (`slang`: "rn", "u",
+"gonna"), one typo or several (`typos_heavy`: 3-4 slips, real misspellings first), polite prefixes and
+fillers, closing thanks; non-English phrasings for weather and translate (`non_english` tag). Slots
+copied verbatim into labels (translate text, URLs, written expressions) are never re-cased.
 
 {_count_table("noise", splits, lambda e: e.meta.get("noise") or ["(none)"], total=False)}
 

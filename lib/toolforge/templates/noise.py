@@ -38,6 +38,19 @@ COMMON_MISSPELLINGS = {
     "tonight": ["tonite"], "right": ["rite"], "search": ["serch", "seach"], "summarize": ["summarise", "sumarize"],
 }
 
+# Chat shorthand for whole phrases, applied to literal template words.
+SLANG = {
+    "right now": ["rn", "atm"], "going to": ["gonna"], "want to": ["wanna"], "about": ["abt"],
+    "tomorrow": ["tmrw", "tmr"], "tonight": ["2nite"], "weekend": ["wknd"], "people": ["ppl"],
+    "please": ["pls", "plz"], "thanks": ["thx"], "you": ["u"], "your": ["ur"], "are": ["r"],
+    "what is": ["whats", "wats"], "what's": ["whats", "wat's"], "I don't know": ["idk"], "by the way": ["btw"],
+    "to be honest": ["tbh"], "information": ["info"], "minutes": ["mins"], "seconds": ["secs"],
+    "definition": ["def"], "before": ["b4"], "with": ["w/"], "without": ["w/o"],
+}
+_SLANG_BY_LOWER = {k.lower(): v for k, v in SLANG.items()}
+_SLANG = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(SLANG, key=len, reverse=True)) + r")(?!\w)",
+                    re.IGNORECASE)
+
 _KEYBOARD = {c: n for c, n in zip("qwertyuiopasdfghjklzxcvbnm", [
     "wa", "qes", "wrd", "etf", "ryg", "tuh", "yij", "uok", "ipl", "ol", "qsz", "awdx", "sefc", "drgv",
     "fthb", "gyjn", "hukm", "jil", "kop", "asx", "zsdc", "xdfv", "cfgb", "vghn", "bhjm", "njk"])}
@@ -71,6 +84,20 @@ def _misspell(rng: random.Random, segments: list[Segment], n_typos: int) -> list
     return [(" ".join(t) if isinstance(t, list) else t, slot) for t, (_, slot) in zip(out, segments)]
 
 
+def _shorthand(rng: random.Random, segments: list[Segment]) -> tuple[list[Segment], bool]:
+    """Replace some phrases of literal segments by chat shorthand ("right now" -> "rn")."""
+    changed = False
+
+    def swap(m: re.Match) -> str:
+        nonlocal changed
+        if rng.random() < 0.6:
+            changed = True
+            return rng.choice(_SLANG_BY_LOWER[m.group(1).lower()])
+        return m.group(0)
+    out = [(_SLANG.sub(swap, text) if slot is None else text, slot) for text, slot in segments]
+    return out, changed
+
+
 def _recase(segments: list[Segment], fn) -> list[Segment]:
     return [(text if slot in VERBATIM_SLOTS else fn(text), slot) for text, slot in segments]
 
@@ -84,6 +111,9 @@ def add_noise(rng: random.Random, segments: list[Segment], allow_typos: bool = T
             segments, kinds = _misspell(rng, segments, rng.randint(3, 4)), kinds + ["typos_heavy"]
         elif r < 0.25:
             segments, kinds = _misspell(rng, segments, 1), kinds + ["typo"]
+    if allow_typos and rng.random() < 0.15:
+        segments, changed = _shorthand(rng, segments)
+        kinds += ["slang"] if changed else []
     case = rng.random()
     if case < 0.40:
         segments, kinds = _recase(segments, str.lower), kinds + ["lower"]

@@ -72,7 +72,7 @@ GENERATOR_RULES = {
                        "born' -> 'Marie Curie').",
     "web_search.query": "the subject followed by the intent keyword of the question: '<subject> latest news', "
                         "'<product> price', '<team> score', '<company> stock price', '<thing> release date', "
-                        "'<kind> near me', '<business> opening hours', 'best <things> <year>', "
+                        "'<kind> near me', '<business> opening hours', 'best <things>', "
                         "'<flight> flight status', '<amount> <FROM> to <TO>' (currency codes).",
     "calculator.expression": "Python syntax with spaces around binary operators: '*', '/', '+', '-', '**', "
                              "'sqrt(x)'; 'x%' of y -> '0.x * y'; a tip/markup adds 'base + 0.p * base', a "
@@ -460,11 +460,39 @@ def average(rng, p):
 
 # -- web_reader -------------------------------------------------------------------------------------------
 
+_SECTIONS = ["blog", "news", "article", "posts", "wiki", "docs", "p", "story", "2025/06", "2026/11/04", "en", "guides"]
+_TLDS = [".com", ".io", ".org", ".net", ".dev", ".co.uk", ".app", ".de", ".ai"]
+
+
+def _url_host(rng: random.Random, p: Pools) -> str:
+    """A real-looking domain from the pool, or an invented one (so URLs are copied, not memorised)."""
+    if rng.random() < 0.35:
+        return "".join(pick_distinct(rng, p.words, rng.randint(1, 2))) + pick(rng, _TLDS)
+    return pick(rng, p["domain"])
+
+
+def _url_path(rng: random.Random, p: Pools) -> str:
+    r = rng.random()
+    if r < 0.15:
+        return ""
+    if r < 0.55:
+        return pick(rng, p["url_path"])
+    words = pick_distinct(rng, p.words, rng.randint(1, 3))
+    slug = pick(rng, ["-", "_", "-"]).join(words)
+    shape = rng.random()
+    if shape < 0.4:
+        return f"/{pick(rng, _SECTIONS)}/{slug}"
+    if shape < 0.7:
+        return f"/{slug}"
+    return f"/{words[0]}/{slug}-{rng.randint(1, 99999)}"
+
+
 @frame
 def url(rng, p):
-    domain = pick(rng, p["domain"])
-    host = f"www.{domain}" if domain.count(".") == 1 and rng.random() < 0.3 else domain
-    path = pick(rng, p["url_path"]) if rng.random() < 0.75 else ""
+    host = _url_host(rng, p)
+    if host.count(".") == 1 and rng.random() < 0.3:
+        host = f"www.{host}"
+    path = _url_path(rng, p)
     query = pick(rng, p["url_query"]) if path and rng.random() < 0.25 else ""
     scheme = rng.choices(["", "https://", "http://"], weights=[5, 4, 1])[0]
     written = f"{scheme}{host}{path}{query}"
