@@ -106,7 +106,8 @@ def test_retry_delay_from_the_server_is_honoured(gemini, tmp_path, monkeypatch):
 def test_daily_quota_kills_a_slot_and_the_others_carry_on(gemini, tmp_path):
     gemini.key_rules[KEYS[1]] = "429_day"
     out = tmp_path / "labels.jsonl"
-    report = label_file(write_queries(tmp_path / "q.jsonl", list(ORACLE)), out, TeacherConfig(**FAST), progress=False)
+    cfg = TeacherConfig(**{**FAST, "workers": 1})  # one request at a time: a slot dies before it is chosen again
+    report = label_file(write_queries(tmp_path / "q.jsonl", list(ORACLE)), out, cfg, progress=False)
     assert report.exit_code == EXIT_DONE and len(labelled(out)) == len(ORACLE)
     assert set(report.dead_slots) == {"key#2/gemini-2.5-flash", "key#2/gemini-2.5-flash-lite"}
     assert all("daily quota" in why for why in report.dead_slots.values())
@@ -319,3 +320,14 @@ def test_maybe_distil_skips_without_keys_and_distils_with_them(gemini, tmp_path,
     assert len(gemini.requests) == n_requests + 1
     shared = [ex for ex in read_examples(path) if ex.query == "weather in Paris?"]
     assert len(read_examples(path)) == 7 and shared[0].tool_calls == ORACLE["weather in Paris?"]
+
+
+def test_an_error_while_writing_stops_the_run_and_is_raised(gemini, tmp_path, monkeypatch):
+    from toolforge.teacher import store
+
+    def disk_full(self, row):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(store.AppendLog, "append", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        label_file(write_queries(tmp_path / "q.jsonl", list(ORACLE)), tmp_path / "l.jsonl", TeacherConfig(**FAST),
+                   progress=False)

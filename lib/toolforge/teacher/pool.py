@@ -192,10 +192,6 @@ def run_jobs(jobs: Sequence[Any], pool: Pool, attempt: Callable[[Slot, Any], Any
                     else:
                         queue.appendleft(index)
                 continue
-            except BaseException as bug:  # a programming error: stop everything and re-raise it
-                bugs.append(bug)
-                stop.set()
-                return
             pool.succeeded(slot)
             with lock:
                 if stop.is_set():
@@ -205,7 +201,14 @@ def run_jobs(jobs: Sequence[Any], pool: Pool, attempt: Callable[[Slot, Any], Any
                 else:
                     queue.append(index)
 
-    threads = [threading.Thread(target=work, daemon=True, name=f"teacher-{i}")
+    def guarded_work() -> None:
+        try:
+            work()
+        except BaseException as bug:  # a programming error or a full disk: stop all, re-raise it
+            bugs.append(bug)
+            stop.set()
+
+    threads = [threading.Thread(target=guarded_work, daemon=True, name=f"teacher-{i}")
                for i in range(max(1, workers))]
     try:
         for thread in threads:
