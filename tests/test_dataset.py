@@ -160,3 +160,12 @@ def test_human_eval_is_hand_labelled_and_spread():
     assert categories[NO_TOOL] >= 30 and categories[CHAIN] >= 25
     assert sum("hard_negative" in e.meta.get("tags", ()) for e in rows) >= 10
     assert len({normalize(e.query) for e in rows}) == len(rows)
+
+
+def test_output_dir_defaults_and_kaggle(monkeypatch, tmp_path):
+    from toolforge import dataset
+
+    monkeypatch.delenv("TOOLFORGE_DATA", raising=False)
+    assert dataset.output_dir(GenerateConfig(out_dir="mydata"), base_dir=tmp_path) == tmp_path / "mydata"
+    monkeypatch.setenv("TOOLFORGE_DATA", str(dataset.KAGGLE_INPUT / "toolforge-router-data"))
+    assert dataset.output_dir(GenerateConfig()) == dataset.KAGGLE_WORKING_DATA

@@ -152,3 +152,14 @@ def test_a_registry_tool_without_templates_is_refused(tmp_path):
     path.write_text(extra)
     with pytest.raises(FileNotFoundError, match="stock_quote.*stock_quote.yaml"):
         load_templates(load_registry(path))
+
+
+def test_urls_and_arithmetic_come_in_many_shapes(default_set):
+    urls = [c["arguments"]["url"] for e in default_set for c in e.tool_calls if c["name"] == "web_reader"]
+    written = [e.query for e in default_set if e.category == "web_reader"]
+    assert any("http://" in u for u in urls) and any(u.startswith("https://www.") for u in urls)
+    assert sum(not re.search(r"https?://", q) for q in written) > 50  # given without a scheme
+    assert any("?" in u for u in urls) and any(re.search(r"\.\w+/\S+/", u) for u in urls)
+    exprs = [c["arguments"]["expression"] for e in default_set for c in e.tool_calls if c["name"] == "calculator"]
+    for shape in (r"^sqrt\(", r"\*\* \d", r"^0\.\d+ \* ", r"\(.*\) / \d+$", r" - 0\.\d+ \* ", r" / \d+ \* 100$"):
+        assert any(re.search(shape, x) for x in exprs), shape

@@ -20,7 +20,7 @@ from typing import Iterable
 
 from .config import ConfigError, from_dict
 from .examples import CHAIN, NO_TOOL, BadLine, Example, read_examples, write_jsonl
-from .paths import REPO_ROOT, data_dir
+from .paths import KAGGLE_INPUT, REPO_ROOT, data_dir
 from .registry import Registry, load_registry, tool_names
 from .templates import GENERATOR_RULES, UNITS, generate, load_pools, load_templates, normalize
 
@@ -30,6 +30,7 @@ VAL_SHARE = TEST_SHARE = 0.10
 HARD_TEST_KINDS = ("chain3", "chain", "hard_negative", "policy", "non_english", "typos")
 HARD_TEST_SHARE, HARD_TEST_CAP = 0.3, 70
 HUMAN_EVAL = "human_eval.jsonl"
+KAGGLE_WORKING_DATA = Path("/kaggle/working/data")
 DATA_CARD = "DATA_CARD.md"
 
 
@@ -381,8 +382,11 @@ def maybe_teacher_file(config: GenerateConfig, out_dir: Path, avoid: list[Path] 
 
 
 def output_dir(config: GenerateConfig, base_dir: str | Path | None = None) -> Path:
-    """Where the dataset goes: ``out_dir`` (relative to ``base_dir`` when given), else ``data_dir()``."""
+    """Where the dataset goes: ``out_dir`` (relative to ``base_dir`` when given), else ``data_dir()``;
+    on Kaggle, where the attached dataset is read-only, /kaggle/working/data instead."""
     out = data_dir(config.out_dir or None)
+    if KAGGLE_INPUT in out.parents:
+        return KAGGLE_WORKING_DATA
     return Path(base_dir) / out if base_dir and not out.is_absolute() else out
 
 
