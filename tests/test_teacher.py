@@ -163,7 +163,7 @@ def test_keys_never_appear_in_output_logs_or_files(gemini, tmp_path, capfd, capl
     queries = write_queries(tmp_path / "q.jsonl", list(ORACLE) + ["hi"])
     out = tmp_path / "labels.jsonl"
     assert teacher_main(["label", "--input", str(queries), "--output", str(out), "--min-gap", "0",
-                         "--backoff", "0.01", "--timeout", "0.5"]) == EXIT_DONE
+                         "--backoff", "0.01", "--timeout", "1"]) == EXIT_DONE
     captured = capfd.readouterr()
     text = captured.out + captured.err + caplog.text + "".join(p.read_text() for p in tmp_path.iterdir())
     assert "dead slot key#3/gemini-2.5-flash: HTTP 401 API key key#3 is not valid" in captured.out  # scrubbed

@@ -48,7 +48,7 @@ class FakeServer:
         self._httpd: ThreadingHTTPServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "FakeServer":
+    def start(self, port: int = 0) -> "FakeServer":
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,7 +68,7 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
@@ -227,7 +227,7 @@ ORACLE: dict[str, list[dict[str, Any]]] = {
 
 FAKE_KEYS = ["fake-key-AAAA-1111", "fake-key-BBBB-2222"]
 # TeacherConfig fields that make tests fast: no gap between requests, millisecond backoffs.
-FAST = dict(min_gap_s=0.0, base_backoff_s=0.01, max_backoff_s=0.05, timeout_s=0.5, workers=2)
+FAST = dict(min_gap_s=0.0, base_backoff_s=0.01, max_backoff_s=0.05, timeout_s=1.0, workers=2)
 TEACHER_ENV_PREFIXES = ("GEMINI_API_KEY", "TOOLFORGE_TEACHER_", "GOOGLE_GEMINI_BASE_URL")
 
 
@@ -255,3 +255,20 @@ def serve(server: FakeServer, monkeypatch: Any) -> FakeServer:
 def write_queries(path: Any, queries: list[str]) -> Any:
     path.write_text("".join(json.dumps({"query": q}) + "\n" for q in queries), encoding="utf-8")
     return path
+
+
+if __name__ == "__main__":
+    # A fake teacher to try the CLI against by hand or to benchmark the labeller's own overhead:
+    #   python tests/fakes/teacher_server.py --kind gemini --port 8765 --delay 0.05
+    import argparse
+
+    parser = argparse.ArgumentParser(description="serve a fake teacher on 127.0.0.1")
+    parser.add_argument("--kind", choices=["gemini", "openai"], default="gemini")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds each answer takes")
+    args = parser.parse_args()
+    fake = (FakeGemini if args.kind == "gemini" else FakeOpenAI)(oracle=ORACLE, delay=args.delay)
+    fake.start(args.port)
+    print(f"fake {args.kind} teacher at {fake.url}")
+    print(" ".join(f"{k}={v}" for k, v in teacher_env(fake).items()))
+    threading.Event().wait()
