@@ -30,8 +30,8 @@ VAL_SHARE = TEST_SHARE = 0.10
 HARD_TEST_KINDS = ("chain3", "chain", "hard_negative", "policy", "non_english", "typos")
 HARD_TEST_SHARE, HARD_TEST_CAP = 0.3, 70
 HUMAN_EVAL = "human_eval.jsonl"
-KAGGLE_WORKING_DATA = Path("/kaggle/working/data")
 DATA_CARD = "DATA_CARD.md"
+KAGGLE_WORKING_DATA = Path("/kaggle/working/data")  # where the dataset goes on Kaggle (inputs are read-only)
 
 
 @dataclass
@@ -83,7 +83,7 @@ class Dataset:
 # -- building -------------------------------------------------------------------------------------------------
 
 def _reason_kind(reason: str) -> str:
-    """A countable reason: the message without the file/line and call index prefix."""
+    """A countable reason: the message without its "call N: " prefix."""
     return reason.split(": ", 1)[1] if reason.startswith("call ") else reason
 
 
