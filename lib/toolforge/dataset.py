@@ -290,7 +290,10 @@ surface noise applied and the edge-case tags.
 
 human_eval.jsonl is written by hand (source "human"), never used for training, and no generated query
 near-duplicates it. No two splits share a near-duplicate query (key: lower case, punctuation other than
-arithmetic operators removed, whitespace collapsed, polite prefixes and fillers removed).
+arithmetic operators removed, whitespace collapsed, polite prefixes and fillers removed). Its queries
+carry tags for what they test:
+
+{_count_table("tag", {"human_eval": dataset.human_eval}, lambda e: e.meta.get("tags") or ["(none)"], total=False)}
 
 ## Calls per tool (a chain counts each of its calls)
 

@@ -223,7 +223,7 @@ def _to_example(rng: random.Random, draft: Draft) -> Example:
 
 
 def generate(n: int = DEFAULT_N, seed: int = 0, registry: Registry | None = None,
-             progress: bool = True) -> list[Example]:
+             progress: bool = True, template_dir: Path = TEMPLATE_DIR) -> list[Example]:
     """``n`` template examples with distinct near-duplicate keys, identical for the same seed.
 
     Each category cycles through its phrasings in a seeded order, so every phrasing is used about
@@ -231,7 +231,7 @@ def generate(n: int = DEFAULT_N, seed: int = 0, registry: Registry | None = None
     the shortfall passing to the next category).
     """
     registry = registry or load_registry()
-    templates, pools = load_templates(registry), load_pools()
+    templates, pools = load_templates(registry, template_dir), load_pools()
     rng = random.Random(seed)
     seen: set[str] = set()
     made: list[Example] = []
