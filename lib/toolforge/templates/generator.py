@@ -71,6 +71,8 @@ def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Temp
             raise ValueError(f"{where}: unknown frame {frame!r}; known: {sorted(FRAMES)}")
         calls = []
         for call in group.get("calls") or []:
+            if not isinstance(call, dict) or len(call) != 1:
+                raise ValueError(f"{where}: each call is one {{tool: {{arguments}}}} mapping, got {call!r}")
             (tool, args), = call.items()
             if tool not in registry:
                 raise ValueError(f"{where}: unknown tool {tool!r}")
