@@ -1,0 +1,364 @@
+"""Fast greedy decoding for routing: a static KV cache, a cached system-prompt prefix, batches.
+
+A router answers one short query while an agent waits, so the usual costs of ``model.generate``
+(a growing cache, per-step Python bookkeeping, re-reading the same long system prompt for every
+query) dominate. This decoder:
+
+- keeps one preallocated KV buffer per layer and writes each step's keys/values into it by slot,
+  so the shapes of a decode step never change (which is what lets CUDA graphs replay it);
+- prefills the system prompt (identical for every query) once and copies its keys/values into
+  every batch, so a query only prefills its own few tokens (prefix caching);
+- batches queries with padding between the shared prefix and each query, masked out, with each
+  row's true positions, so every row computes what it would compute alone;
+- on CUDA, captures the decode step in a CUDA graph (``cuda_graphs=True``) and replays it;
+- for one query without graphs (the CPU case), speculates: it feeds guesses copied from the
+  prompt or from answer skeletons and keeps those the model agrees with, so an answer of ten
+  tokens takes a few forward passes instead of ten (prompt-lookup decoding, exact for greedy).
+
+Greedy decoding here produces the same tokens as greedy ``model.generate`` on the same model
+(tests/test_inference.py checks it on a tiny Gemma 3). The model must be a plain causal LM whose
+attention layers call ``past_key_values.update(key, value, layer_idx)`` and accept a dict of
+prepared 4D masks keyed by layer type (Gemma 3, Llama, Qwen 2/3 and most transformers 5 models);
+a PEFT adapter must be merged first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+DEFAULT_MAX_NEW_TOKENS = 64  # the compact answer format rarely needs 30; a cap, not a target
+
+
+class SlotKVCache:
+    """Per-layer key/value buffers of fixed size; ``update`` writes at ``self.slots``.
+
+    Duck-types the part of transformers' ``Cache`` that attention layers use. Keys and values
+    are returned whole (all slots); the attention mask decides which slots count.
+    """
+
+    def __init__(self, config, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
+        heads = config.num_key_value_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        shape = (batch, heads, max_len, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.slots = torch.zeros(1, dtype=torch.long, device=device)
+        self.batch, self.max_len = batch, max_len
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.keys[layer_idx].index_copy_(2, self.slots, key_states)
+        self.values[layer_idx].index_copy_(2, self.slots, value_states)
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:  # only called when no position_ids are given
+        raise RuntimeError("SlotKVCache needs explicit position_ids")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass
+class _State:
+    """A batch after prefill: its cache and layout, the last logits, the next slot and positions."""
+    cache: "SlotKVCache"
+    layout: "_Layout"
+    logits: torch.Tensor     # (B, V)
+    slot: int
+    next_pos: torch.Tensor   # (B,)
+
+
+@dataclass
+class _Layout:
+    """Where a batch sits in the cache: slot -> (valid?, position) per row."""
+    key_valid: torch.Tensor  # (B, S) bool
+    key_pos: torch.Tensor    # (B, S) long
+
+
+class GreedyDecoder:
+    """Greedy decoding of token-id prompts that share a common prefix (the system prompt).
+
+    ``decode(prompts)`` takes token-id lists (each the full chat prompt) and returns the new token
+    ids of each, up to and including the first stop token. Prompts that do not start with the
+    cached prefix are still decoded correctly, only without the reuse.
+    """
+
+    def __init__(self, model, stop_token_ids: Sequence[int], prefix_ids: Sequence[int] = (),
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_prompt_tokens: int = 1024,
+                 cuda_graphs: bool | None = None, drafts: Sequence[Sequence[int]] | None = None,
+                 max_draft: int = 8):
+        self.model = model.eval()
+        self.config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.stop_ids = torch.tensor(sorted(set(stop_token_ids)), device=self.device)
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+        self.layer_types = list(getattr(self.config, "layer_types", None) or ["full_attention"] * self.config.num_hidden_layers)
+        self.sliding_window = getattr(self.config, "sliding_window", None) or 0
+        # eager attention adds its mask; SDPA takes a boolean one (as transformers itself builds them)
+        self.additive_mask = getattr(self.config, "_attn_implementation", "sdpa") == "eager"
+        self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
+        # Speculation (one query at a time, without CUDA graphs): token sequences to draft from, besides
+        # the prompt itself (e.g. answer skeletons); None turns it off.
+        self.drafts = [list(d) for d in drafts] if drafts is not None else None
+        self.max_draft = max_draft
+        self._caches: dict[int, SlotKVCache] = {}
+        self._graphs: dict[int, _DecodeGraph] = {}
+        self.prefix_ids: list[int] = []
+        self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if prefix_ids:
+            self.set_prefix(prefix_ids)
+
+    # -- the prefix ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def set_prefix(self, prefix_ids: Sequence[int]) -> None:
+        """Prefill ``prefix_ids`` once and keep its keys/values for every later batch."""
+        prefix_ids = list(prefix_ids)
+        self.prefix_ids, self._prefix_kv = [], []
+        if not prefix_ids:
+            return
+        cache = SlotKVCache(self.config, 1, len(prefix_ids), self.dtype, self.device)
+        ids = torch.tensor([prefix_ids], device=self.device)
+        n = len(prefix_ids)
+        layout = _Layout(torch.ones(1, n, dtype=torch.bool, device=self.device),
+                         torch.arange(n, device=self.device)[None])
+        self._forward(cache, ids, layout.key_pos, torch.arange(n, device=self.device), layout)
+        self._prefix_kv = [(k.clone(), v.clone()) for k, v in zip(cache.keys, cache.values)]
+        self.prefix_ids = prefix_ids
+
+    # -- decoding --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def decode(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | None = None) -> list[list[int]]:
+        """New token ids for each prompt (greedy), each ending at its first stop token if any."""
+        if not prompts:
+            return []
+        max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        state = self._prefill(prompts)
+        if len(prompts) == 1 and self.drafts is not None and not self.cuda_graphs:
+            return [self._speculative_steps(state, list(prompts[0]), max_new)]
+        return self._greedy_steps(state, max_new)
+
+    def _prefill(self, prompts: Sequence[Sequence[int]]) -> "_State":
+        """Lay the batch out in the cache and run its prompts; logits of each row's last token."""
+        p = len(self.prefix_ids)
+        use_prefix = p > 0 and all(len(q) > p and list(q[:p]) == self.prefix_ids for q in prompts)
+        p = p if use_prefix else 0
+        suffixes = [list(q[p:]) for q in prompts]
+        if any(not s for s in suffixes):
+            raise ValueError("an empty prompt cannot be decoded")
+        width = max(map(len, suffixes))
+        if p + width > self.max_prompt_tokens:
+            raise ValueError(f"prompt of {p + width} tokens exceeds max_prompt_tokens={self.max_prompt_tokens}")
+        batch = len(prompts)
+        cache = self._cache(batch)
+        dev = self.device
+
+        # Layout of every row: [prefix][pads][its suffix][new tokens...]; positions skip the pads.
+        key_valid = torch.zeros(batch, cache.max_len, dtype=torch.bool, device=dev)
+        key_pos = torch.zeros(batch, cache.max_len, dtype=torch.long, device=dev)
+        ids = torch.zeros(batch, width, dtype=torch.long, device=dev)
+        lengths = torch.tensor([len(s) for s in suffixes], device=dev)
+        for row, s in enumerate(suffixes):
+            ids[row, width - len(s):] = torch.tensor(s, device=dev)
+        pad = torch.arange(width, device=dev)[None] < (width - lengths)[:, None]          # (B, W)
+        suffix_pos = p + (torch.arange(width, device=dev)[None] - (width - lengths)[:, None]).clamp(min=0)
+        if p:
+            key_valid[:, :p] = True
+            key_pos[:, :p] = torch.arange(p, device=dev)
+            for layer, (k, v) in enumerate(self._prefix_kv):
+                cache.keys[layer][:, :, :p] = k
+                cache.values[layer][:, :, :p] = v
+        key_valid[:, p:p + width] = ~pad
+        key_pos[:, p:p + width] = suffix_pos
+        layout = _Layout(key_valid, key_pos)
+        logits = self._forward(cache, ids, suffix_pos, torch.arange(p, p + width, device=dev), layout)
+        return _State(cache, layout, logits[:, -1], p + width, p + lengths)
+
+    def _greedy_steps(self, state: "_State", max_new: int) -> list[list[int]]:
+        """One token per step for the whole batch (a CUDA graph replay per step where enabled)."""
+        cache, layout, logits, slot, next_pos = state.cache, state.layout, state.logits, state.slot, state.next_pos
+        batch = cache.batch
+        out = torch.empty(batch, 0, dtype=torch.long, device=self.device)
+        done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        graph = self._graph(batch, cache) if self.cuda_graphs else None
+        for step in range(max_new):
+            token = logits.argmax(-1)
+            # a finished row keeps emitting its stop token; it is cut off below
+            token = torch.where(done, out[:, -1] if out.shape[1] else token, token)
+            out = torch.cat([out, token[:, None]], 1)
+            done |= torch.isin(token, self.stop_ids)
+            if step == max_new - 1 or slot >= cache.max_len or bool(done.all()):
+                break
+            layout.key_valid[:, slot] = True
+            layout.key_pos[:, slot] = next_pos
+            if graph is not None:
+                logits = graph.step(token, next_pos, slot, layout)
+            else:
+                logits = self._forward(cache, token[:, None], next_pos[:, None],
+                                       torch.tensor([slot], device=self.device), layout)[:, -1]
+            next_pos = next_pos + 1
+            slot += 1
+        return [_cut_at_stop(row, self.stop_ids) for row in out.tolist()]
+
+    def _speculative_steps(self, state: "_State", prompt: list[int], max_new: int) -> list[int]:
+        """Greedy decoding of one prompt, several tokens per forward pass where a guess allows.
+
+        Each step feeds the last token plus a draft (the tokens that followed the same n-gram in
+        the prompt or in an answer skeleton, see ``draft``) and keeps the draft's tokens for as long
+        as they equal the model's own greedy choice, plus the model's next token. The output is the
+        greedy output; only the number of forward passes changes (answers copy the query's words
+        and the registry's argument names, so most drafts are right).
+        """
+        cache, layout, slot, pos = state.cache, state.layout, state.slot, int(state.next_pos[0])
+        stops = set(self.stop_ids.tolist())
+        out = [int(state.logits[0].argmax())]
+        while out[-1] not in stops and len(out) < max_new:
+            room = min(self.max_draft, max_new - len(out) - 1, cache.max_len - slot - 1)
+            guess = draft(prompt + out, self.drafts, room) if room > 0 else []
+            feed = [out[-1]] + guess
+            n = len(feed)
+            layout.key_valid[:, slot:slot + n] = True
+            layout.key_pos[0, slot:slot + n] = torch.arange(pos, pos + n, device=self.device)
+            logits = self._forward(cache, torch.tensor([feed], device=self.device),
+                                   layout.key_pos[:, slot:slot + n], torch.arange(slot, slot + n, device=self.device),
+                                   layout, keep=n)
+            choices = logits[0].argmax(-1).tolist()
+            accepted = 0
+            while accepted < len(guess) and choices[accepted] == guess[accepted]:
+                accepted += 1
+            layout.key_valid[:, slot + accepted + 1:slot + n] = False  # the rejected guesses' slots
+            slot, pos = slot + accepted + 1, pos + accepted + 1
+            for token in guess[:accepted] + [choices[accepted]]:
+                out.append(token)
+                if token in stops or len(out) >= max_new:
+                    break
+            if slot >= cache.max_len:
+                break
+        return _cut_at_stop(out, self.stop_ids)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _cache(self, batch: int) -> SlotKVCache:
+        if batch not in self._caches:
+            max_len = self.max_prompt_tokens + self.max_new_tokens
+            self._caches[batch] = SlotKVCache(self.config, batch, max_len, self.dtype, self.device)
+        return self._caches[batch]
+
+    def _graph(self, batch: int, cache: SlotKVCache) -> "_DecodeGraph | None":
+        if batch not in self._graphs:
+            try:
+                self._graphs[batch] = _DecodeGraph(self, cache)
+            except Exception as e:  # capture can fail on unusual models: fall back to eager steps
+                import warnings
+                warnings.warn(f"CUDA graph capture failed ({e}); decoding without graphs")
+                self.cuda_graphs = False
+                return None
+        return self._graphs[batch]
+
+    def masks(self, layout: _Layout, query_pos: torch.Tensor, query_slots: torch.Tensor) -> dict[str, torch.Tensor]:
+        """4D attention masks (B, 1, Q, S) per layer type from the cache layout.
+
+        A query sees valid slots up to its own, within the sliding window for sliding layers; it
+        always sees itself, so that padding rows never attend to nothing (which makes NaNs that
+        would then reach real rows through the cached values of the padding).
+        """
+        slots = torch.arange(layout.key_valid.shape[1], device=self.device)
+        causal = slots[None, None, :] <= query_slots[None, :, None]                     # (1, Q, S)
+        own = slots[None, None, :] == query_slots[None, :, None]
+        full = (layout.key_valid[:, None, :] & causal) | own                            # (B, Q, S)
+        result = {"full_attention": full}
+        if "sliding_attention" in self.layer_types:
+            distance = query_pos[:, :, None] - layout.key_pos[:, None, :]
+            result["sliding_attention"] = (full & (distance < self.sliding_window)) | own
+        for name, mask in result.items():
+            mask = mask[:, None]
+            if self.additive_mask:
+                mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill(
+                    ~mask, torch.finfo(self.dtype).min)
+            result[name] = mask
+        return result
+
+    def _forward(self, cache: SlotKVCache, ids: torch.Tensor, positions: torch.Tensor,
+                 slots: torch.Tensor, layout: _Layout, keep: int = 1) -> torch.Tensor:
+        """Run the model on ``ids`` written at cache ``slots``; logits of the last ``keep`` positions (B, keep, V)."""
+        cache.slots = slots
+        masks = self.masks(layout, positions, slots)
+        if set(self.layer_types) - set(masks):
+            masks.update({t: masks["full_attention"] for t in set(self.layer_types) - set(masks)})
+        out = self.model(input_ids=ids, attention_mask=masks, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=keep)
+        return out.logits.float()
+
+
+class _DecodeGraph:
+    """One decode step (batch B, one token) captured as a CUDA graph, replayed with new inputs."""
+
+    def __init__(self, decoder: GreedyDecoder, cache: SlotKVCache):
+        dev, batch = decoder.device, cache.batch
+        self.decoder, self.cache = decoder, cache
+        self.token = torch.zeros(batch, 1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(batch, 1, dtype=torch.long, device=dev)
+        self.slot = torch.zeros(1, dtype=torch.long, device=dev)
+        self.key_valid = torch.zeros(batch, cache.max_len, dtype=torch.bool, device=dev)
+        self.key_pos = torch.zeros(batch, cache.max_len, dtype=torch.long, device=dev)
+        # Warm up on a side stream (as torch.cuda.graphs asks), then capture. The warm-up writes
+        # into slot 0 of a batch that is about to be overwritten by the next prefill anyway.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._run()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._run()
+
+    def _run(self) -> torch.Tensor:
+        d = self.decoder
+        self.cache.slots = self.slot
+        masks = d.masks(_Layout(self.key_valid, self.key_pos), self.pos, self.slot)
+        out = d.model(input_ids=self.token, attention_mask=masks, position_ids=self.pos,
+                      past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def step(self, token: torch.Tensor, pos: torch.Tensor, slot: int, layout: _Layout) -> torch.Tensor:
+        self.token.copy_(token[:, None])
+        self.pos.copy_(pos[:, None])
+        self.slot.fill_(slot)
+        self.key_valid.copy_(layout.key_valid)
+        self.key_pos.copy_(layout.key_pos)
+        self.graph.replay()
+        return self.logits
+
+
+def draft(context: Sequence[int], sources: Sequence[Sequence[int]], limit: int, ngrams=(3, 2, 1)) -> list[int]:
+    """Up to ``limit`` tokens that followed the longest n-gram ending ``context`` elsewhere: in the
+    context itself (latest occurrence first), then in each of ``sources``."""
+    for n in ngrams:
+        if len(context) <= n:
+            continue
+        tail = list(context[-n:])
+        for seq in (context, *sources):
+            # in the context, start before the tail itself (an occurrence needs a continuation)
+            for i in range(len(seq) - n - (seq is context), -1, -1):
+                if list(seq[i:i + n]) == tail and i + n < len(seq):
+                    return list(seq[i + n:i + n + limit])
+    return []
+
+
+def _cut_at_stop(row: list[int], stop_ids: torch.Tensor) -> list[int]:
+    stops = set(stop_ids.tolist())
+    for i, tok in enumerate(row):
+        if tok in stops:
+            return row[:i + 1]
+    return row
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return list(a[:n])
