@@ -56,6 +56,7 @@ dump_yaml(arm, arm.run_dir / "arm.yaml")
 # Accuracy = learning rate x 1000, so a test can tell which arm's result landed in which row.
 FAKE_03 = '''
 # %% tags=["parameters"]
+arm = ""
 run_dir = ""
 routers = ["model", "heuristic"]
 

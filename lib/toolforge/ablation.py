@@ -79,8 +79,13 @@ def train_parameters(arm_path: str | Path, runs_root: Path) -> tuple[ArmConfig, 
 
 
 def evaluate_parameters(arm_name: str, runs_root: Path) -> dict[str, Any]:
-    """03_evaluate's parameters that locate the arm's run (the study adds its own, e.g. routers)."""
-    return {"run_dir": str(Path(runs_root) / arm_name)}
+    """03_evaluate's parameters that locate the arm's run (the study adds its own, e.g. routers).
+
+    03 finds runs/<arm>/ from the name; an explicit run_dir only when the runs are elsewhere, so that
+    executed notebooks carry no machine's paths (nbval re-runs the committed ones on other machines)."""
+    if Path(runs_root) == runs_dir():
+        return {"arm": arm_name}
+    return {"arm": arm_name, "run_dir": str(Path(runs_root) / arm_name)}
 
 
 # ---------------------------------------------------------------------------------------------- runs

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generate-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter of 01_generate, e.g. n_examples=500 (repeatable)")
     parser.add_argument("--evaluate-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a parameter of 03_evaluate, e.g. max_examples_per_split=50 (repeatable)")
+                        help="a parameter of 03_evaluate, e.g. max_examples=50 (repeatable)")
     parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--store-notebooks", action="store_true",
                         help="after success, copy the executed notebooks over notebooks/*.ipynb (nbval references)")

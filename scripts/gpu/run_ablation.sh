@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local GPU ablation on the lent GPU machine, resumable per arm:
 #   bash scripts/gpu/run_ablation.sh [extra 'toolforge ablation' options]
-# e.g. ABLATION_SET=configs/ablation/local-gpu.yaml bash scripts/gpu/run_ablation.sh --evaluate-param max_examples_per_split=500
+# e.g. ABLATION_SET=configs/ablation/local-gpu.yaml bash scripts/gpu/run_ablation.sh --evaluate-param max_examples=500
 #
 # Run it after the staging script in scripts/gpu/ has put the wheels in /root/site. For each arm of the
 # set not yet finished it runs 02_train_qlora then 03_evaluate (papermill, a python3 kernel registered
