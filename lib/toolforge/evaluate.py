@@ -31,6 +31,9 @@ from .registry import load_registry
 from .router import ROUTER_NAMES, BaseRouter, RouterUnavailable, make_router
 
 SPLITS = ("test", "hard_test", "human_eval")
+# Examples per split on a CPU when the notebook is left to choose: four routers on three splits then
+# take a few minutes on 2 cores (the zero-shot base model, which rambles to the token cap, most).
+CPU_SAMPLE = 40
 HEADLINE = (("tool_accuracy", "tool acc"), ("argument_exact_match", "arg EM"), ("argument_f1", "arg F1"),
             ("no_tool_precision", "no-tool P"), ("no_tool_recall", "no-tool R"), ("chain_exact_match", "chain EM"),
             ("valid_json_rate", "valid JSON"), ("schema_valid_rate", "schema ok"),
@@ -67,6 +70,41 @@ class EvalConfig:
     @property
     def output(self) -> Path:
         return Path(self.out_dir) if self.out_dir else Path(self.run_dir) / "eval"
+
+
+@dataclass
+class EvaluateParams:
+    """03_evaluate's parameters (its ``parameters`` cell holds these names and defaults)."""
+    arm: str = "gemma270m-cpu-demo"  # the run to evaluate: runs/<arm>/ (unless run_dir is given)
+    run_dir: str = ""                 # "" = runs/<arm>/; the model router is skipped when it does not exist
+    routers: list[str] = field(default_factory=lambda: list(ROUTER_NAMES))
+    splits: list[str] = field(default_factory=lambda: list(SPLITS))
+    max_examples_per_split: int = -1  # 0 = all; -1 = auto: all on a GPU, CPU_SAMPLE on a CPU
+    data_dir: str = ""                # "" = the dataset folder (data/)
+    out_dir: str = ""                 # "" = <run_dir>/eval/
+    device: str = ""                  # "" = cuda when available, else cpu
+    batch_size: int = 32
+    latency_samples: int = -1         # queries timed one by one per split; -1 = auto: 50 on a GPU, 5 on a CPU
+
+    def to_config(self) -> EvalConfig:
+        import torch
+
+        from .paths import runs_dir
+
+        on_gpu = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        run_dir = self.run_dir or str(runs_dir() / self.arm)
+        routers = list(self.routers)
+        if "model" in routers and not Path(run_dir).is_dir():
+            print(f"evaluate: no run at {run_dir}: the model router is skipped")
+            routers.remove("model")
+            run_dir = run_dir if self.out_dir else ""
+        out_dir = self.out_dir or ("" if run_dir else str(runs_dir() / "baselines" / "eval"))
+        return from_dict(EvalConfig, {
+            "run_dir": run_dir, "routers": routers, "splits": list(self.splits),
+            "max_examples": self.max_examples_per_split if self.max_examples_per_split >= 0 else (0 if on_gpu else CPU_SAMPLE),
+            "data_dir": self.data_dir, "out_dir": out_dir, "device": self.device, "batch_size": self.batch_size,
+            "latency_samples": self.latency_samples if self.latency_samples >= 0 else (50 if on_gpu else 5)},
+            "03_evaluate parameters")
 
 
 def load_split(path: Path, max_examples: int = 0, seed: int = 0) -> tuple[list[Example], list[BadLine]]:
@@ -264,6 +302,20 @@ def worst_errors(out_dir: str | Path, limit: int = 10, router: str | None = None
     rows = [r for r in rows if router is None or r["router"] == router]
     rank = {"wrong arguments": 2, "wrong tools": 1}
     return sorted(rows, key=lambda r: rank.get(r["error"], 0))[:limit]
+
+
+def errors_markdown(out_dir: str | Path, router: str, limit: int = 5) -> str:
+    """The worst errors of one router as a markdown table."""
+    def cell(value: Any) -> str:
+        text = value if isinstance(value, str) else f"`{json.dumps(value, ensure_ascii=False)}`"
+        return text.replace("|", "\\|").replace("\n", " ")
+    rows = worst_errors(out_dir, limit, router)
+    lines = [f"**{router}**: {'no errors' if not rows else f'the {len(rows)} worst errors'}", ""]
+    if rows:
+        lines += ["| split | query | expected | predicted | error |", "|---|---|---|---|---|"]
+        lines += [f"| {r['split']} | {cell(r['query'])} | {cell(r['expected'])} | {cell(r['predicted'])} | {cell(r['error'])} |"
+                  for r in rows]
+    return "\n".join(lines)
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .metrics import SCHEMA_INVALID, UNKNOWN_TOOL
-from .prompt import AnswerParseError, build_messages, parse_answer
+from .prompt import AnswerParseError, build_messages, format_answer, parse_answer
 from .registry import Registry, load_registry
 
 ROUTER_NAMES = ("model", "heuristic", "embedding", "zero_shot")
@@ -164,12 +164,32 @@ class Router(BaseRouter):
             from .model import load_for_inference, stop_token_ids
             model, tokenizer = load_for_inference(ref, device=self.device, dtype=self.dtype)
             stops = stop_token_ids(tokenizer)
-        except (OSError, FileNotFoundError) as e:
+        except (OSError, ValueError) as e:  # no weights, a broken run folder, an unreachable hub id
             raise RouterUnavailable(f"cannot load {ref}: {e}") from e
         self.tokenizer = tokenizer
         prefix = common_prefix(self._prompt_ids("a"), self._prompt_ids("b"))
         self.decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=self.max_new_tokens,
-                                     max_prompt_tokens=len(prefix) + 512, cuda_graphs=self.cuda_graphs)
+                                     max_prompt_tokens=len(prefix) + 512, cuda_graphs=self.cuda_graphs,
+                                     drafts=self._answer_skeletons())
+
+    def _answer_skeletons(self) -> list[list[int]]:
+        """Token ids of one answer per tool with placeholder values (and of "none"), as the chat
+        template writes an assistant turn: the decoder drafts the argument names and JSON
+        punctuation from these."""
+        prompt = self._prompt_ids("a")
+        skeletons = []
+        for tool in self.registry.tools.values():
+            props = tool.parameters.get("properties", {})
+            args = {name: _placeholder(props.get(name, {})) for name in tool.required}
+            skeletons.append(format_answer([{"name": tool.name, "arguments": args}]))
+        skeletons.append(format_answer([]))
+        out = []
+        for answer in skeletons:
+            messages = build_messages("a", self.registry, self.prompt_style, answer=answer)
+            ids = list(self.tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
+            if ids[:len(prompt)] == prompt:
+                out.append(ids[len(prompt):])
+        return out
 
     def _prompt_ids(self, query: str) -> list[int]:
         messages = build_messages(query, self.registry, self.prompt_style)
@@ -185,6 +205,12 @@ class Router(BaseRouter):
                    for p in prompts]
         outputs = self.decoder.decode(prompts)
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]
+
+
+def _placeholder(schema: dict[str, Any]) -> Any:
+    if "enum" in schema:
+        return schema["enum"][0]
+    return 0 if schema.get("type") in ("number", "integer") else ""
 
 
 def _looks_like_hub_id(ref: str) -> bool:
@@ -269,9 +295,10 @@ def route_with_timeout(router: BaseRouter, query: str, timeout_s: float | None) 
     if timeout_s is None:
         try:
             return router.route(query)
+        except RouterUnavailable as e:
+            return RouteResult(None, 0.0, router.name, str(e), "unavailable")
         except Exception as e:  # any failure of the router is a reason to fall back, not to crash the agent
-            kind = "unavailable" if isinstance(e, RouterUnavailable) else "error"
-            return RouteResult(None, 0.0, router.name, f"{type(e).__name__}: {e}", kind)
+            return RouteResult(None, 0.0, router.name, f"{type(e).__name__}: {e}", "error")
     box: list[RouteResult] = []
     start = time.perf_counter()
     worker = threading.Thread(target=lambda: box.append(route_with_timeout(router, query, None)), daemon=True)
@@ -324,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="JSONL predictions, in input order (default: stdout)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="model routers: cap on answer tokens")
     p.add_argument("--fallback", choices=["heuristic"], help="answer with this router where the first fails")
     p.add_argument("--train", help="embedding router: examples to take neighbours from (default: data/train.jsonl)")
     return p
@@ -336,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     kwargs: dict[str, Any] = {}
     if args.router in ("model", "zero_shot"):
-        kwargs = {"device": args.device, "batch_size": args.batch_size}
+        kwargs = {"device": args.device, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
     elif args.router == "embedding" and args.train:
         kwargs = {"train_path": args.train}
     router = make_router(args.router, args.model, **kwargs)

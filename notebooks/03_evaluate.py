@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Evaluate: the router against the alternatives
+#
+# The fine-tuned router (`model`) and the baselines a user would consider instead, all through the same
+# interface and the same checks: a keyword/regex router in the style of the reference's `classify_query`
+# (`heuristic`), nearest neighbours over the train split with all-MiniLM-L6-v2 (`embedding`, tools only,
+# no arguments), and the base model prompted with the tools before fine-tuning (`zero_shot`). Each runs on
+# the generated `test` split, on `hard_test` (chains and edge cases) and on `human_eval` (written by hand,
+# never trained on). From a shell the same evaluation is
+# `python -m toolforge evaluate --run runs/<arm>`.
+
+# %% [markdown]
+# The library does the work; this cell imports it and notes the names that exist before the parameters,
+# so that a parameter papermill injects that this notebook does not know is an error.
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from toolforge.config import config_from_namespace
+from toolforge.evaluate import EvaluateParams, errors_markdown, evaluate, summary_table
+
+_before = set(globals())
+
+# %% [markdown]
+# Parameters (papermill overrides them: `-p arm gemma270m-full`). On a CPU the default evaluates a seeded
+# sample of 40 examples per split (the same sample for every router), which takes a few minutes on 2
+# cores; on a GPU it evaluates every example. Set `max_examples_per_split = 0` for all of them anywhere.
+
+# %% tags=["parameters"]
+arm = "gemma270m-cpu-demo"     # the run to evaluate: runs/<arm>/
+run_dir = ""                   # "" = runs/<arm>/; without a run there, only the baselines are evaluated
+routers = ["model", "heuristic", "embedding", "zero_shot"]
+splits = ["test", "hard_test", "human_eval"]
+max_examples_per_split = -1    # 0 = all; -1 = auto: all on a GPU, 40 on a CPU
+data_dir = ""                  # "" = the dataset folder (data/)
+out_dir = ""                   # "" = <run_dir>/eval/
+device = ""                    # "" = cuda when available, else cpu
+batch_size = 32                # queries per batch for the throughput figure
+latency_samples = -1           # queries timed one at a time per split; -1 = auto: 50 on a GPU, 5 on a CPU
+
+# %% [markdown]
+# Check the parameters and resolve the defaults: which run, which routers, how many examples.
+
+# %%
+config = config_from_namespace(EvaluateParams, globals(), _before).to_config()
+print(f"routers {config.routers} on {config.splits}, "
+      f"{config.max_examples or 'all'} examples per split -> {config.output}")
+
+# %% [markdown]
+# Route every example with every router, score the answers and write `results.json`, `summary.md`, the
+# confusion matrices, the accuracy chart, `errors.jsonl` and the predictions. A router that cannot run
+# here (no trained run, no model) is skipped with the reason, never replaced by another.
+
+# %%
+results = evaluate(config)
+
+# %% [markdown]
+# The metric names each router reports per split (the contract with 04_ablation), and the split sizes.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+first = next(iter(next(iter(results.values())).values()))
+print(sorted(first))
+print({split: metrics["n"] for split, metrics in next(iter(results.values())).items()})
+
+# %% [markdown]
+# The comparison across routers and splits (percentages; `n/a` where a metric does not apply, e.g. the
+# argument metrics of the embedding router, which picks tools only).
+
+# %%
+display(Markdown(summary_table(results)))
+
+# %% [markdown]
+# Tool accuracy per router and split, then where each router goes wrong on the hand-written `human_eval`
+# split (rows: the expected class, columns: the predicted one; `invalid`: output that failed the checks).
+
+# %%
+display(Image(filename=str(config.output / "tool_accuracy.png")))
+for kind in results:
+    matrix = config.output / f"confusion_{kind}_human_eval.png"
+    if matrix.exists():
+        display(Image(filename=str(matrix)))
+
+# %% [markdown]
+# The worst errors per router: failures first (unparseable output, unknown tools, invalid arguments),
+# then wrong tools, then wrong arguments. Every error is in `errors.jsonl`.
+
+# %%
+for kind in results:
+    display(Markdown(errors_markdown(config.output, kind)))
