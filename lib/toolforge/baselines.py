@@ -26,6 +26,9 @@ Call = dict[str, Any]
 
 
 # -- heuristic --------------------------------------------------------------------------------
+# A keyword decides the tool (first rule that fires, as in the reference's classify_query); regexes
+# then pull out what arguments they can. Where one cannot, the argument falls back to the query
+# (or is missing, which the registry check turns into a failure): a keyword router is no better.
 
 @lru_cache(maxsize=1)
 def _vocabulary() -> tuple[dict[str, str], dict[str, str]]:
@@ -36,110 +39,151 @@ def _vocabulary() -> tuple[dict[str, str], dict[str, str]]:
     pools = load_pools()
     units = {form.lower(): unit for dim in pools.units.values() for unit, forms in dim.items()
              for form in [unit, *forms]}
-    languages = {name.lower(): code for code, entry in pools.languages.items()
-                 for name in entry.get("names", [])}
+    languages = {str(name).lower(): str(code) for code, entry in pools.languages.items()
+                 for name in [*entry.get("names", []), *(entry.get(k) for k in ("es", "fr", "de") if entry.get(k))]}
     return units, languages
 
 
+def _alternation(words) -> str:
+    return "|".join(sorted(map(re.escape, words), key=len, reverse=True))
+
+
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
 _URL = re.compile(r"\b((?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?:/\S*)?)", re.I)
-_NUMBER = r"(-?\d+(?:[.,]\d+)?)"
-_ARITHMETIC = re.compile(r"[\d.]+\s*(?:[-+*/x^%]|\*\*|times|plus|minus|divided by|multiplied by)\s*[\d.(]", re.I)
-_WORD_OPS = [(r"\bdivided by\b", "/"), (r"\bmultiplied by\b|\btimes\b|\bx\b", "*"), (r"\bplus\b", "+"),
-             (r"\bminus\b", "-"), (r"\^", "**")]
-_TRAILING = r"(?:\s+(?:today|tomorrow|tonight|now|right now|this week(?:end)?|next week))?\s*[?.!]*$"
+_TRAILING = (r"(?:\s+(?:today|tomorrow|tonight|now|right now|rn|tmrw|this (?:week(?:end)?|morning|afternoon|evening)|"
+             r"next week|please|pls|thx|thanks|cheers))*\s*[?.!]*$")
+_NO_TOOL = re.compile(r"^(?:write|compose|draft|tell me a (?:joke|story))\b|\b(?:poem|haiku|essay|story|joke|explain|"
+                      r"in python|javascript|code|recipe for|advice|how do i (?!say))\b", re.I)
+_MONTHS = {m: i for i, m in enumerate(["january", "february", "march", "april", "may", "june", "july", "august",
+                                       "september", "october", "november", "december"], 1)}
 
 
 def _clean(text: str) -> str:
-    return text.strip().strip("?.!\"' ").strip()
+    return text.strip().strip("?.!\"'“”‘’ ").strip()
 
 
 def _weather(q: str) -> list[Call] | None:
-    if not re.search(r"\b(weather|forecast|temperature (?:outside|in|at)|raining|rain|snow(?:ing)?|sunny|umbrella|humid(?:ity)?)\b", q, re.I):
+    if not re.search(r"\b(weather|forecast|temp(?:erature)?|rain(?:ing|y)?|snow(?:ing)?|sunny|umbrella|humid(?:ity)?|"
+                     r"cold|hot|warm|windy|weer|meteo|tiempo|wetter|llover)\b", q, re.I):
         return None
-    m = re.search(r"\b(?:in|at|for|near)\s+(.+?)" + _TRAILING, q, re.I)
-    if not m:
-        return None
-    places = re.split(r"\s*(?:,|\band\b|&)\s*", _clean(m.group(1)))
-    places = [p for p in places if p]
-    return [{"name": "weather", "arguments": {"location": p}} for p in places] or None
+    m = re.search(r"\b(?:in|at|for|near|en)\s+(.+?)" + _TRAILING, q, re.I)
+    place = _clean(m.group(1)) if m else ""
+    places = [p for p in re.split(r"\s*(?:,|\band\b|&)\s*", place) if p] or [_clean(q)]
+    return [{"name": "weather", "arguments": {"location": p}} for p in places]
 
 
 def _translate(q: str) -> list[Call] | None:
     _, languages = _vocabulary()
-    names = "|".join(sorted(map(re.escape, languages), key=len, reverse=True))
-    patterns = [rf"\btranslate\s+(.+?)\s+(?:in)?to\s+({names})\b",
-                rf"\bhow (?:do|would) (?:you|i) say\s+(.+?)\s+in\s+({names})\b",
-                rf"^(.+?)\s+in\s+({names})\s*[?.!]*$"]
-    for pattern in patterns:
-        m = re.search(pattern, q, re.I)
-        if m:
-            text = _clean(re.sub(r"^(?:the (?:word|phrase|sentence)\s+)", "", m.group(1), flags=re.I))
-            if text:
-                return [{"name": "translate", "arguments": {"text": text, "to_lang": languages[m.group(2).lower()]}}]
-    return None
+    m = re.search(rf"\b({_alternation(languages)})\b", q, re.I)
+    if not m or not re.search(r"\b(translat\w*|traduc\w*|traduire|übersetz\w*|say|in|en|auf|into|to|for)\b", q, re.I):
+        return None
+    code = languages[m.group(1).lower()]
+    quoted = re.search(r"[\"“'‘](.+?)[\"”'’](?=\W*(?:$|\s|en|in|to))", q)
+    if quoted:
+        text = quoted.group(1)
+    elif ":" in q:
+        text = q.split(":", 1)[1]
+    else:
+        text = re.sub(rf"\b(?:can you |please |pls )?(?:translate|how (?:do|would) (?:you|i) say)\b|"
+                      rf"\b(?:in|into|to|en|auf)\s+({_alternation(languages)})\b", "", q, flags=re.I)
+    text = _clean(text)
+    return [{"name": "translate", "arguments": {"text": text or _clean(q), "to_lang": code}}]
 
 
 def _unit_converter(q: str) -> list[Call] | None:
     units, _ = _vocabulary()
-    forms = "|".join(sorted(map(re.escape, units), key=len, reverse=True))
-    m = re.search(rf"{_NUMBER}\s*({forms})\s+(?:to|in|into|as)\s+({forms})\b", q, re.I)
+    long_forms = [f for f in units if len(f) > 2 and f != "min"] + ["km", "mi", "kg", "lb", "oz", "ml", "ft", "°c", "°f"]
+    m = re.search(rf"{_NUMBER}\s*({_alternation(units)})\b", q, re.I)
     if not m:
         return None
-    value = float(m.group(1).replace(",", "."))
+    rest = q[:m.start()] + " " + q[m.end():]
+    other = [u for u in re.findall(rf"\b({_alternation(long_forms)})\b", rest, re.I)
+             if units[u.lower()] != units[m.group(2).lower()]]
+    if not other or not re.search(r"\b(convert|in|into|to|how many|equals?|=|as)\b|=", q, re.I):
+        return None
+    value = float(m.group(1))
     return [{"name": "unit_converter", "arguments": {
         "value": int(value) if value.is_integer() else value,
-        "from": units[m.group(2).lower()], "to": units[m.group(3).lower()]}}]
+        "from": units[m.group(2).lower()], "to": units[other[-1].lower()]}}]
 
 
 def _calculator(q: str) -> list[Call] | None:
-    m = re.search(rf"{_NUMBER}\s*%\s*of\s*{_NUMBER}", q)
+    numbers = re.findall(r"\d+(?:\.\d+)?", q.replace(",", ""))
+    if not numbers:
+        return None
+    pct = re.search(rf"{_NUMBER}\s*(?:%|percent)", q)
+    if pct and len(numbers) >= 2:
+        base = next(n for n in numbers if n != pct.group(1))
+        return [{"name": "calculator", "arguments": {"expression": f"{float(pct.group(1)) / 100:g} * {base}"}}]
+    m = re.search(rf"{_NUMBER}\s*(?:\^|\*\*|to the power of|raised to(?: the)?)\s*{_NUMBER}", q, re.I)
     if m:
-        return [{"name": "calculator", "arguments": {"expression": f"{m.group(1)} / 100 * {m.group(2)}"}}]
-    m = re.search(rf"square root of\s*{_NUMBER}", q, re.I)
+        return [{"name": "calculator", "arguments": {"expression": f"{m.group(1)} ** {m.group(2)}"}}]
+    m = re.search(rf"(?:square root|sqrt) of\s*{_NUMBER}", q, re.I)
     if m:
         return [{"name": "calculator", "arguments": {"expression": f"sqrt({m.group(1)})"}}]
-    if not _ARITHMETIC.search(q):
-        return None
-    expr = q.lower()
-    for pattern, op in _WORD_OPS:
-        expr = re.sub(pattern, f" {op} ", expr)
-    spans = re.findall(r"[\d.()+\-*/ ]+", expr)
-    expr = max(spans, key=lambda s: len(s.strip()), default="").strip()
-    expr = re.sub(r"\s+", " ", expr)
-    return [{"name": "calculator", "arguments": {"expression": expr}}] if re.search(r"\d", expr) else None
+    m = re.search(r"\d[\d.\s]*(?:[-+*/x×]\s*[\d.(][\d.\s]*)+", q)
+    if m and re.search(r"[-+*/x×]", m.group(0)):
+        return [{"name": "calculator", "arguments": {"expression": re.sub(r"\s+", " ", m.group(0).replace("x", "*").replace("×", "*")).strip()}}]
+    words = [(r"\b(?:split|divided? (?:by|between|among)|per person|each person)\b", "/"), (r"\btimes\b|\bmultipl\w*", "*"),
+             (r"\bplus\b|\badd\b|\bsum\b", "+"), (r"\bminus\b|\bsubtract\b|\bchange\b", "-")]
+    for pattern, op in words:
+        if re.search(pattern, q, re.I) and len(numbers) >= 2:
+            a, b = numbers[:2]
+            return [{"name": "calculator", "arguments": {"expression": f"{a} {op} {b}" if op != "-" else f"{max(a, b, key=float)} - {min(a, b, key=float)}"}}]
+    return None
+
+
+def _parse_date(q: str) -> str | None:
+    m = re.search(r"\b(\d{4})-(\d{2})-(\d{2})\b", q)
+    if m:
+        return m.group(0)
+    months = _alternation(_MONTHS)
+    for pattern, order in ((rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?: of)?\s+({months}),?\s+(\d{{4}})", "dmy"),
+                           (rf"\b({months})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})", "mdy")):
+        m = re.search(pattern, q, re.I)
+        if m:
+            parts = dict(zip(order, m.groups()))
+            return f"{int(parts['y']):04d}-{_MONTHS[parts['m'].lower()]:02d}-{int(parts['d']):02d}"
+    return None
 
 
 def _datetime(q: str) -> list[Call] | None:
-    date = re.search(r"\b(\d{4}-\d{2}-\d{2})\b", q)
-    if date and re.search(r"\bdays?\b.*\b(until|till|before|to)\b", q, re.I):
-        return [{"name": "datetime", "arguments": {"action": "days_until", "date": date.group(1)}}]
-    if date and re.search(r"\bdays?\b.*\b(since|ago|after)\b", q, re.I):
-        return [{"name": "datetime", "arguments": {"action": "days_since", "date": date.group(1)}}]
-    if date and re.search(r"\b(what day|which day|weekday|day of the week)\b", q, re.I):
-        return [{"name": "datetime", "arguments": {"action": "weekday", "date": date.group(1)}}]
-    if re.search(r"\bwhat time\b|\bcurrent time\b|\btime is it\b|\btime now\b", q, re.I):
+    date = _parse_date(q)
+    if date and re.search(r"\b(until|till|til|before|countdown|away|left)\b", q, re.I):
+        return [{"name": "datetime", "arguments": {"action": "days_until", "date": date}}]
+    if date and re.search(r"\b(since|ago|after|passed)\b", q, re.I):
+        return [{"name": "datetime", "arguments": {"action": "days_since", "date": date}}]
+    if date and re.search(r"\b(day|weekday|fall on|land on)\b", q, re.I):
+        return [{"name": "datetime", "arguments": {"action": "weekday", "date": date}}]
+    if re.search(r"\bwhat time\b|\bcurrent time\b|\btime is it\b|\btime (?:now|in)\b|\bthe time\b|\blocal time\b", q, re.I):
         args: dict[str, Any] = {"action": "time"}
         m = re.search(r"\bin\s+(.+?)" + _TRAILING, q, re.I)
         if m and _clean(m.group(1)):
             args["timezone"] = _clean(m.group(1))
         return [{"name": "datetime", "arguments": args}]
-    if re.search(r"\b(today'?s date|what(?:'s| is) the date|what day is (?:it|today)|date today)\b", q, re.I):
+    if re.search(r"\b(today'?s date|the date|what day is (?:it|today)|date today|which date|what date)\b", q, re.I):
         return [{"name": "datetime", "arguments": {"action": "date"}}]
     return None
 
 
 def _dictionary(q: str) -> list[Call] | None:
-    m = re.search(r"\b(?:define|definition of|meaning of|what does|synonyms? (?:of|for)|antonyms? (?:of|for)|"
-                  r"etymology of|origin of the word|how (?:do you|to) (?:pronounce|spell))\s+(?:the word\s+)?"
-                  r"['\"]?([A-Za-z-]+(?: [A-Za-z-]+)?)['\"]?(?:\s+mean)?\s*[?.!]*$", q, re.I)
-    if not m:
-        return None
-    return [{"name": "dictionary", "arguments": {"word": m.group(1).lower()}}]
+    patterns = [r"\b(?:define|definition of|meaning of|synonyms? (?:of|for)|antonyms? (?:of|for)|opposite of|"
+                r"(?:simpler|another|other) word for|etymology of|origin of the word|pronounce|spell)\s+(?:the word\s+)?"
+                r"[\"'“]?([A-Za-z-]+(?: [A-Za-z-]+)?)[\"'”]?",
+                r"\bwhat does\s+[\"'“]?([A-Za-z-]+)[\"'”]?\s+mean\b",
+                r"^[\"'“]?([A-Za-z-]+)[\"'”]?\s+(?:definition|meaning|synonyms?|antonyms?|etymology)\b",
+                r"\bis\s+([A-Za-z-]+)\s+a\s+(?:noun|verb|adjective)"]
+    for pattern in patterns:
+        m = re.search(pattern, q, re.I)
+        if m:
+            word = re.sub(r"\s+(?:for|in|mean|me|please|pls)$", "", m.group(1).lower())
+            return [{"name": "dictionary", "arguments": {"word": word.split()[0] if " " in word and not word.endswith(("down", "up", "out")) else word}}]
+    return None
 
 
 def _web_reader(q: str) -> list[Call] | None:
     m = _URL.search(q)
-    if not m or not re.search(r"\b(read|summari[sz]e|open|fetch|check|what does|what's on|go to|visit|look at)\b|https?://", q, re.I):
+    if not m:
         return None
     url = m.group(1).rstrip(".,;:!?)")
     if not url.lower().startswith(("http://", "https://")):
@@ -148,34 +192,35 @@ def _web_reader(q: str) -> list[Call] | None:
 
 
 def _web_search(q: str) -> list[Call] | None:
-    if re.search(r"\b(latest|news|today'?s|current(?:ly)?|price|prices|cost|stock|score|scores|near me|"
-                 r"release date|released|this week|tonight|open now|opening hours|trending|right now|20[2-3]\d|"
-                 r"exchange rate|how much is|best .+ to buy|reviews?)\b", q, re.I):
+    if re.search(r"\b(latest|news|today'?s?|current(?:ly)?|price|prices|cost|stock|score|scores|result|results|win|won|"
+                 r"near me|nearby|release|released|launch\w*|on sale|deal|deals|this week|last night|tonight|open now|"
+                 r"opening hours|trending|right now|20[2-3]\d|exchange rate|how much is|buy|reviews?|search)\b", q, re.I):
         return [{"name": "web_search", "arguments": {"query": _clean(q)}}]
     return None
 
 
 def _wikipedia(q: str) -> list[Call] | None:
-    m = re.search(r"^(?:who (?:was|is|were|invented|wrote|discovered|painted|founded)|when (?:was|did|were)|"
-                  r"where (?:is|was)|what is the (?:capital|population|history) of|tell me about|history of|"
-                  r"what (?:was|were) the)\s+(.+?)\s*[?.!]*$", q.strip(), re.I)
-    if not m:
+    if not re.search(r"\b(wikipedia|who (?:was|is|were|invented|wrote|discovered|painted|founded|built)|when (?:was|did|were)|"
+                     r"where (?:is|was)|what year|history|how (?:big|tall|old|long|deep|high)|capital of|population of|"
+                     r"tell me about|summary of|facts about|biography)\b", q, re.I):
         return None
-    return [{"name": "wikipedia", "arguments": {"query": _clean(q)}}]
+    topic = re.sub(r"^(?:.*?\b(?:about|of|on|was|is|were|did|does)\s+)", "", _clean(q), flags=re.I)
+    return [{"name": "wikipedia", "arguments": {"query": _clean(topic) or _clean(q)}}]
 
 
-# Order matters: the first rule that fires wins (specific patterns before broad ones), as in the
-# reference's classify_query.
-RULES = (_web_reader, _translate, _unit_converter, _weather, _datetime, _calculator, _dictionary,
+def _no_tool(q: str) -> list[Call] | None:
+    return [] if _NO_TOOL.search(q) else None
+
+
+# Order matters: the first rule that fires wins, specific patterns before broad ones.
+RULES = (_no_tool, _web_reader, _unit_converter, _translate, _datetime, _calculator, _dictionary, _weather,
          _web_search, _wikipedia)
 
 
 def classify_query(query: str) -> list[Call]:
     """Rule-based tool calls for a query ([] = no tool). Splits "X and then Y" into a chain when
     both halves match a rule."""
-    parts = re.split(r"\s*(?:,?\s*and then|;|, then|\. then|\bthen also)\s+", query.strip(), flags=re.I)
-    if len(parts) == 1:
-        parts = re.split(r"\s+\band also\b\s+|,\s*and\s+(?=what|how|who|when|where|translate|convert|define)", query.strip(), flags=re.I)
+    parts = re.split(r"\s*(?:,?\s*and then|;|, then|\. then|\bthen also|\band also)\s+", query.strip(), flags=re.I)
     if len(parts) > 1:
         chained = [_first_rule(p) for p in parts]
         if all(chained):
@@ -186,7 +231,7 @@ def classify_query(query: str) -> list[Call]:
 def _first_rule(text: str) -> list[Call] | None:
     for rule in RULES:
         calls = rule(text)
-        if calls:
+        if calls is not None:
             return calls
     return None
 
