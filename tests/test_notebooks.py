@@ -96,7 +96,25 @@ PY_NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9]*.py"))
 def test_each_notebook_py_and_ipynb_pair_agree(py_path):
     ipynb = py_path.with_suffix(".ipynb")
     assert ipynb.exists(), f"{ipynb.name} is missing: jupytext --sync {py_path.relative_to(REPO_ROOT)}"
-    assert pair_differences(py_path, ipynb) == [], f"{py_path.name} and {ipynb.name} disagree (jupytext --sync)"
+    assert pair_differences(py_path, ipynb) == [], (
+        f"{py_path.name} and {ipynb.name} disagree: refresh the executed copies with "
+        "python -m toolforge pipeline --store-notebooks")
+
+
+def injected_parameters(ipynb: Path) -> dict:
+    """The values papermill injected into an executed notebook (its injected-parameters cell)."""
+    import ast
+
+    cells = [c for c in nbformat.read(ipynb, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{ipynb.name}: expected one injected-parameters cell, found {len(cells)}"
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cells[0].source).body}
+
+
+@pytest.mark.skipif(not (NOTEBOOKS_DIR / "02_train_qlora.ipynb").exists(), reason="02 not committed yet")
+def test_the_committed_02_carries_the_cpu_demo_arm():
+    # nbval re-runs it in CI: without the demo arm's values it would train the defaults (hours on a CPU).
+    _, demo = arm_parameters(REPO_ROOT / "configs" / "arms" / "gemma270m-cpu-demo.yaml")
+    assert injected_parameters(NOTEBOOKS_DIR / "02_train_qlora.ipynb") == demo
 
 
 def test_every_ipynb_has_its_py():
