@@ -204,9 +204,10 @@ def arm_row(arm: ArmConfig, runs_root: Path, router: str = "model") -> dict[str,
         "arm": arm.name, "status": arm_status(arm, run_dir), "model": arm.model, "lora_r": arm.lora_r,
         "lora_alpha": arm.lora_alpha, "learning_rate": arm.learning_rate,
         "train_examples": arm.max_train_examples or "full", "prompt_style": arm.prompt_style,
-        "epochs": arm.epochs, "max_steps": arm.max_steps,
     }
+    # The headline training figures always have a column; every other scalar in metrics.json follows.
     row.update({key: metrics.get(key) for key in TRAIN_COLUMNS})
+    row.update({key: value for key, value in metrics.items() if isinstance(value, (int, float, str)) and key != "arm"})
     for split, values in results.items():
         row.update({f"{split}.{key}": value for key, value in values.items() if isinstance(value, (int, float))})
     return row
