@@ -8,7 +8,10 @@ A notebook runs in its own folder as working directory, as under Jupyter and nbv
 """
 from __future__ import annotations
 
+import ast
 import json
+import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -51,6 +54,29 @@ def read_notebook(path: str | Path):
     return nb
 
 
+def parameter_names(nb) -> set[str]:
+    """The names the notebook's ``parameters`` cell assigns (empty when it has none)."""
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            for node in ast.parse(cell.source).body:
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+class _DropPapermillGuesses(logging.Filter):
+    # papermill guesses a notebook's parameters with a regex that gives up on a line whose comment holds
+    # an "=", then warns that real parameters are unknown; run_notebook checks them with ast instead.
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Unable to parse line") or message.startswith("Passed unknown parameter"))
+
+
+for _name in ("papermill", "papermill.translators"):
+    logging.getLogger(_name).addFilter(_DropPapermillGuesses())
+
+
 def ensure_ipynb(path: str | Path, workdir: str | Path) -> Path:
     """An .ipynb papermill can read: an .ipynb as it is; a .py converted into ``workdir``."""
     import jupytext
@@ -80,8 +106,12 @@ def run_notebook(name_or_path: str | Path, output_path: str | Path, parameters: 
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="toolforge-nb-") as tmp:
+        ipynb = ensure_ipynb(source, tmp)
+        unknown = sorted(set(parameters or {}) - parameter_names(read_notebook(ipynb)))
+        if unknown:
+            print(f"warning: {source.name} has no parameter(s) {unknown} in its parameters cell", file=sys.stderr)
         try:
-            papermill.execute_notebook(str(ensure_ipynb(source, tmp)), str(output_path),
+            papermill.execute_notebook(str(ipynb), str(output_path),
                                        parameters=parameters or {}, kernel_name=KERNEL_NAME,
                                        progress_bar=progress, cwd=str(cwd or source.parent))
         except PapermillExecutionError as e:
