@@ -38,9 +38,13 @@ class ArmConfig:
     batch_size: int = 16                     # per device
     gradient_accumulation_steps: int = 1     # effective batch = batch_size * this
     max_steps: int = -1                      # > 0 caps training steps (the CPU demo arm)
-    max_seq_length: int = 512
+    max_seq_length: int = 512                # longer examples are left out (and counted), never cut mid-answer
+    share_prompt_prefix: bool = True         # run the tokens every example of a batch starts with (the system
+                                             # prompt) once per batch, not once per example; same loss
+    gradient_checkpointing: bool = False     # trades speed for memory: on for 7B QLoRA on a T4, off for small models
     eval_steps: int = 50                     # validation loss every N steps; best checkpoint kept
     early_stopping_patience: int = 3         # evaluations without improvement before stopping; 0 = off
+    logging_steps: int = 10                  # training loss logged every N steps
     seed: int = 42
     wandb_project: str = "toolforge"         # used only when WANDB_API_KEY or WANDB_MODE is set
 
@@ -51,9 +55,17 @@ class ArmConfig:
             raise ConfigError(f"prompt_style: {self.prompt_style!r} is not one of {list(PROMPT_STYLES)}")
         if self.quantization not in ("auto", "4bit", "none"):
             raise ConfigError(f"quantization: {self.quantization!r} is not one of ['auto', '4bit', 'none']")
-        for key in ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_seq_length", "eval_steps"):
+        for key in ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_seq_length",
+                    "eval_steps", "logging_steps", "epochs"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
+        for key in ("max_train_examples", "max_eval_examples", "early_stopping_patience"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if not self.target_modules:
+            raise ConfigError("target_modules: needs at least one module name, e.g. q_proj")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if self.learning_rate <= 0:

@@ -1,0 +1,130 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Train: fine-tune the router (LoRA on a CPU, QLoRA on a GPU)
+#
+# One arm = one training recipe (model, LoRA, optimisation, data, prompt), one YAML file in
+# `configs/arms/`. This notebook trains it with transformers + peft + trl and writes `runs/<arm>/`:
+# the adapter and tokenizer, the resolved `arm.yaml`, and `metrics.json` (loss history, best validation
+# loss, wall time, training tokens/s, peak memory). On CUDA the base model is loaded in 4-bit NF4
+# (QLoRA; fp16 compute on a T4, bf16 on Ampere and newer) unless the arm says `quantization: none`; on a
+# CPU it is plain LoRA in float32. The loss covers only the answer and its `<end_of_turn>`.
+#
+# Headless: `papermill notebooks/02_train_qlora.ipynb out.ipynb -f configs/arms/gemma270m-cpu-demo.yaml`.
+# From a shell the same run is `python -m toolforge train --config configs/arms/gemma270m-cpu-demo.yaml`.
+
+# %% [markdown]
+# The library does the work; this cell imports it and notes the names that exist before the parameters,
+# so that a parameter papermill injects that this notebook does not know is an error.
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+
+from toolforge.arm import ArmConfig
+from toolforge.config import config_from_namespace, to_dict
+from toolforge.train import prepare
+
+_before = set(globals())
+
+# %% [markdown]
+# Parameters: the fields of `ArmConfig` with its defaults (papermill overrides them with `-f arm.yaml`
+# or `-p lora_r 8`). Empty `data_dir` / `output_root` mean the repository's `data/` and `runs/` (on
+# Kaggle: the attached dataset and `/kaggle/working/runs`).
+
+# %% tags=["parameters"]
+name = "gemma270m-cpu-demo"        # arm name = output folder runs/<name>/ and W&B run name
+model = "embedded:gemma-3-270m"    # HF id, local folder, or embedded:gemma-3-270m (offline default)
+data_dir = ""                      # "" = auto: $TOOLFORGE_DATA, Kaggle input, or the repo's data/
+output_root = ""                   # "" = auto: $TOOLFORGE_RUNS, /kaggle/working/runs, or runs/
+max_train_examples = 0             # 0 = the whole train split; else a seeded subset (data-size arms)
+max_eval_examples = 0              # 0 = the whole val split for validation loss
+prompt_style = "tools"             # "tools": tool list in the system prompt; "bare": none
+quantization = "auto"              # "auto": 4-bit NF4 on CUDA, none on CPU; or "4bit" / "none"
+lora_r = 64
+lora_alpha = 128
+lora_dropout = 0.05
+target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+learning_rate = 2e-4
+lr_scheduler = "cosine"
+warmup_ratio = 0.03
+epochs = 3.0
+batch_size = 16                    # per device
+gradient_accumulation_steps = 1    # effective batch = batch_size * this
+max_steps = -1                     # > 0 caps training steps (the CPU demo arm)
+max_seq_length = 512               # longer examples are left out (and counted), never cut mid-answer
+share_prompt_prefix = True         # run the prompt prefix all examples of a batch share once per batch
+gradient_checkpointing = False     # trades speed for memory: on for 7B QLoRA on a T4, off for small models
+eval_steps = 50                    # validation loss every N steps; best checkpoint kept
+early_stopping_patience = 3        # evaluations without improvement before stopping; 0 = off
+logging_steps = 10                 # training loss logged every N steps
+seed = 42
+wandb_project = "toolforge"        # used only when WANDB_API_KEY or WANDB_MODE is set
+
+# %% [markdown]
+# Check the parameters (an unknown name or a wrong type fails here, naming it) and show the resolved arm.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+arm = config_from_namespace(ArmConfig, globals(), _before)
+print(json.dumps(to_dict(arm), indent=1))
+
+# %% [markdown]
+# Check that the data and the model are there, read and tokenize the splits, load the base model
+# (the embedded default converts its GGUF once, about a minute, then reloads from a cache in seconds),
+# attach LoRA and build the trainer. It prints what this hardware gets (4-bit or not, precision).
+
+# %%
+job = prepare(arm)
+
+# %% [markdown]
+# What is trained: the LoRA adapters only, a small fraction of the model.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+trainable, total = job.trainable_parameters()
+print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
+print(f"examples: {job.n_train} train, {job.n_eval} validation")
+
+# %% [markdown]
+# Train. Validation loss every `eval_steps`; the best checkpoint is kept, and training stops after
+# `early_stopping_patience` evaluations without improvement. Then the run folder is written.
+
+# %%
+metrics = job.run()
+
+# %% [markdown]
+# The run in numbers. `train_tokens_per_s` counts the non-pad tokens (prompt + answer) of the examples
+# trained on per second of training (model loading and validation excluded); `computed_tokens_per_s`
+# counts a batch's shared prompt prefix once, as the model ran it.
+
+# %%
+summary = {k: v for k, v in metrics.items() if k not in ("train_loss", "eval_loss")}
+print(json.dumps(summary, indent=1))
+
+# %% [markdown]
+# Loss curves: training loss (answer tokens only) and validation loss, with the kept checkpoint marked.
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot([p["step"] for p in metrics["train_loss"]], [p["loss"] for p in metrics["train_loss"]], label="train")
+ax.plot([p["step"] for p in metrics["eval_loss"]], [p["loss"] for p in metrics["eval_loss"]], "o-", label="validation")
+ax.axvline(metrics["best_step"], color="grey", linestyle=":", label=f"kept (step {metrics['best_step']})")
+ax.set_xlabel("step")
+ax.set_ylabel("loss (answer tokens)")
+ax.set_yscale("log")
+ax.set_title(arm.name)
+ax.legend()
+plt.show()
