@@ -53,6 +53,7 @@ max_train_examples = 0             # 0 = the whole train split; else a seeded su
 max_eval_examples = 0              # 0 = the whole val split for validation loss
 prompt_style = "tools"             # "tools": tool list in the system prompt; "bare": none
 quantization = "auto"              # "auto": 4-bit NF4 on CUDA, none on CPU; or "4bit" / "none"
+mixed_precision = "auto"           # "auto": bf16 on Ampere+, fp16 on a T4, none on CPU; or "bf16" / "fp16" / "no"
 lora_r = 64
 lora_alpha = 128
 lora_dropout = 0.05

@@ -14,6 +14,7 @@ from .paths import data_dir, runs_dir
 from .prompt import PROMPT_STYLES
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
+MIXED_PRECISIONS = ("auto", "bf16", "fp16", "no")
 
 
 @dataclass
@@ -26,6 +27,8 @@ class ArmConfig:
     max_eval_examples: int = 0               # 0 = the whole val split for validation loss
     prompt_style: str = "tools"              # "tools": tool list in the system prompt; "bare": none
     quantization: str = "auto"               # "auto": 4-bit NF4 on CUDA, none on CPU; or "4bit" / "none"
+    mixed_precision: str = "auto"            # "auto": bf16 on Ampere+, fp16 on older GPUs (T4), none on CPU;
+                                             # or "bf16" / "fp16" / "no" (fp16 on an H100 rehearses a T4 run)
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.05
@@ -55,6 +58,8 @@ class ArmConfig:
             raise ConfigError(f"prompt_style: {self.prompt_style!r} is not one of {list(PROMPT_STYLES)}")
         if self.quantization not in ("auto", "4bit", "none"):
             raise ConfigError(f"quantization: {self.quantization!r} is not one of ['auto', '4bit', 'none']")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ConfigError(f"mixed_precision: {self.mixed_precision!r} is not one of {list(MIXED_PRECISIONS)}")
         for key in ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_seq_length",
                     "eval_steps", "logging_steps", "epochs"):
             if getattr(self, key) <= 0:

@@ -247,24 +247,29 @@ def ensure_fp32_trainable(model, fp16: bool) -> int:
     return cast
 
 
-def precision_plan(device: str, quantization: str) -> dict[str, Any]:
-    """What this hardware gets: 4-bit or not, bf16 or fp16 mixed precision, and one line saying so."""
+def precision_plan(device: str, quantization: str, mixed_precision: str = "auto") -> dict[str, Any]:
+    """What this hardware gets: 4-bit or not, the compute dtype, bf16 or fp16 mixed precision, and one
+    line saying so. On a CPU: no 4-bit and no mixed precision."""
     import torch
 
     from .model import compute_dtype
 
-    on_cuda = device.startswith("cuda")
-    four_bit = quantization == "4bit" or (quantization == "auto" and on_cuda)
-    if not on_cuda:
-        return {"quantization": "none", "bf16": False, "fp16": False,
+    if not device.startswith("cuda"):
+        if quantization == "4bit" or mixed_precision in ("bf16", "fp16"):
+            raise ConfigError("quantization/mixed_precision: 4-bit and mixed precision need a CUDA GPU; "
+                              "use quantization: auto (or none) and mixed_precision: auto (or no) on a CPU")
+        return {"quantization": "none", "dtype": torch.float32, "bf16": False, "fp16": False,
                 "line": "device: CPU: plain LoRA in float32 (4-bit brings nothing on a CPU), "
                         "no mixed precision, no gradient checkpointing"}
-    dtype = compute_dtype(device)
-    name = torch.cuda.get_device_name()
-    bf16 = dtype == torch.bfloat16
-    return {"quantization": "4bit" if four_bit else "none", "bf16": bf16, "fp16": not bf16,
-            "line": f"device: {name}: {'QLoRA (4-bit NF4, double quantisation)' if four_bit else 'LoRA'}, "
-                    f"{'bf16' if bf16 else 'fp16'} mixed precision"}
+    four_bit = quantization in ("4bit", "auto")
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if compute_dtype(device) == torch.bfloat16 else "fp16"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32}[mixed_precision]
+    return {"quantization": "4bit" if four_bit else "none", "dtype": dtype,
+            "bf16": mixed_precision == "bf16", "fp16": mixed_precision == "fp16",
+            "line": f"device: {torch.cuda.get_device_name()}: "
+                    f"{'QLoRA (4-bit NF4, double quantisation)' if four_bit else 'LoRA'}, "
+                    f"{mixed_precision if mixed_precision != 'no' else 'no'} mixed precision"}
 
 
 # -- the job ----------------------------------------------------------------------------------------
@@ -367,7 +372,7 @@ def training_arguments(arm: ArmConfig, plan: dict[str, Any], use_cpu: bool):
         gradient_checkpointing=arm.gradient_checkpointing and not use_cpu,
         train_sampling_strategy="group_by_length", length_column_name="length", remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
-        seed=arm.seed, data_seed=arm.seed, dataloader_num_workers=0 if use_cpu else 2,
+        seed=arm.seed, data_seed=arm.seed,
     )
 
 
@@ -382,14 +387,14 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob:
 
     train_file, val_file = check_inputs(arm)
     device = device or default_device()
-    plan = precision_plan(device, arm.quantization)
+    plan = precision_plan(device, arm.quantization, arm.mixed_precision)
     print(plan["line"])
     registry = load_registry()
     train_examples = subset(read_examples(train_file, registry), arm.max_train_examples, arm.seed)
     eval_examples = subset(read_examples(val_file, registry), arm.max_eval_examples, arm.seed)
 
     start = time.perf_counter()
-    model, tokenizer = load_base_model(arm.model, plan["quantization"], device)
+    model, tokenizer = load_base_model(arm.model, plan["quantization"], device, plan["dtype"])
     load_seconds = time.perf_counter() - start
     print(f"model: {arm.model} loaded in {load_seconds:.1f} s")
     if plan["quantization"] == "4bit":

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stage what the GPU machine lacks, one device call per step, back to back (each call carries at most
+# 64 MiB; /root lasts only while the machine stays warm). The folders are git-ignored, in the repo root:
+#   .whl1  bitsandbytes wheel               -> run carry [".whl1"]          bash scripts/gpu/stage.sh wheels1
+#   .whl2  trl, datasets, peft, transformers, gguf, dill, multiprocess
+#   .whl3  papermill, jupytext, ipykernel and their dependencies
+#                                           -> run carry [".whl2", ".whl3"] bash scripts/gpu/stage.sh wheels2
+#   .stage0 .. .stage3  the default model's GGUF in four chunks
+#                                           -> run carry [".stageN"]        bash scripts/gpu/stage.sh gguf   (x4)
+# then every command: source scripts/gpu/env.sh && ...
+set -euo pipefail
+mkdir -p /root/site /root/stage
+pip_install() { python3 -m pip install -q --no-index --no-deps --no-compile --target /root/site "$@"; }
+case "${1:-}" in
+  wheels1) pip_install .whl1/*.whl ;;
+  wheels2)
+    # .whl2 holds the project's pins and always goes in; of .whl3, only what the image lacks (the image's
+    # own numpy, pyzmq, tornado, ... stay, so compiled packages keep matching their libraries).
+    missing=$(python3 scripts/gpu/missing_wheels.py .whl3/*.whl)
+    pip_install .whl2/*.whl $missing
+    echo "installed from .whl3: ${missing:-nothing}"
+    PYTHONPATH=/root/site python3 -c "import trl, datasets, peft, transformers, gguf, papermill, ipykernel, jupyter_client, zmq, tornado, bitsandbytes as b; print({m.__name__: m.__version__ for m in (trl, datasets, peft, transformers, papermill, ipykernel, jupyter_client, zmq, tornado, b)})" ;;
+  gguf) cp .stage[0-3]/* /root/stage/ && ls -l /root/stage ;;
+  *) echo "usage: stage.sh wheels1|wheels2|gguf" >&2; exit 2 ;;
+esac
