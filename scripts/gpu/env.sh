@@ -12,3 +12,7 @@ if [ ! -f "$TOOLFORGE_GGUF" ]; then
   cat /root/stage/gemma-3-270m-q4_k_m.gguf.part0[0-3] > "$TOOLFORGE_GGUF"
   echo "$GGUF_SHA256  $TOOLFORGE_GGUF" | sha256sum -c --quiet || { rm -f "$TOOLFORGE_GGUF"; return 1; }
 fi
+# papermill starts the kernel named python3: register one for this python and this PYTHONPATH.
+export JUPYTER_PATH=/root/kernel/share/jupyter
+[ -f /root/kernel/share/jupyter/kernels/python3/kernel.json ] || python3 -m ipykernel install --prefix /root/kernel \
+  --name python3 --display-name "Python 3 (toolforge)" --env PYTHONPATH "$PYTHONPATH" >/dev/null

@@ -12,7 +12,9 @@ set -euo pipefail
 mkdir -p /root/site /root/stage
 pip_install() { python3 -m pip install -q --no-index --no-deps --no-compile --target /root/site "$@"; }
 case "${1:-}" in
-  wheels1) pip_install .whl1/*.whl ;;
+  wheels1)  # a machine still warm from an earlier session's staging keeps what it has
+    ls -d /root/site/*/ /root/stage/* 2>/dev/null | head -20
+    [ -d /root/site/bitsandbytes ] || pip_install .whl1/*.whl ;;
   wheels2)
     # .whl2 holds the project's pins and always goes in; of .whl3, only what the image lacks (the image's
     # own numpy, pyzmq, tornado, ... stay, so compiled packages keep matching their libraries).
