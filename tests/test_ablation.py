@@ -123,6 +123,26 @@ def test_cli_aggregate_only(tmp_path, capsys):
     assert ablation.main(["--arms", str(tmp_path / "missing.yaml"), "--aggregate-only"]) == 2
 
 
+def test_summary_tarball_carries_finished_arms_to_a_fresh_machine(tmp_path, capsys):
+    done = write_arm(tmp_path, "done-arm")
+    fake_finished_run(tmp_path / "old", done, 0.75)
+    (tmp_path / "old" / "done-arm" / "adapter").mkdir()
+    (tmp_path / "old" / "done-arm" / "adapter" / "weights.bin").write_bytes(b"big")
+    tar = tmp_path / "out" / "summary.tar.gz"
+    assert ablation.main(["--arms", str(done), "--runs-root", str(tmp_path / "old"), "--aggregate-only",
+                          "--summary-tar", str(tar)]) == 0
+    # The fresh machine: restore, and the arm is finished without training (aggregate-only would say so too).
+    fresh = tmp_path / "fresh"
+    assert ablation.main(["--arms", str(done), "--runs-root", str(fresh), "--restore", str(tar),
+                          "--aggregate-only"]) == 0
+    assert sorted(str(p.relative_to(fresh)) for p in (fresh / "done-arm").rglob("*") if p.is_file()) == \
+        ["done-arm/arm.yaml", "done-arm/eval/results.json", "done-arm/metrics.json"]
+    assert "restored 3 files" in capsys.readouterr().out
+    # Nothing already there is overwritten.
+    (fresh / "done-arm" / "metrics.json").write_text("{}")
+    assert ablation.restore_summary(tar, fresh) == []
+
+
 def test_the_04_notebook_tabulates_finished_runs(tmp_path):
     arm = write_arm(tmp_path, "nb-arm", lora_r=8)
     fake_finished_run(tmp_path / "runs", arm, 0.625)

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from .config import ConfigError, load_config, to_dict
 from .notebooks import NotebookError, arm_parameters, parse_key_values, run_notebook
 from .paths import REPO_ROOT, runs_dir
 from .registry import load_registry
+from .train import wandb_enabled  # the same rule as training: WANDB_API_KEY, or WANDB_MODE online/offline
 
 SPLITS = ("test", "hard_test", "human_eval")
 DETAIL_SPLIT = "test"  # the split of the table's argument / no-tool / chain columns
@@ -176,6 +178,35 @@ def _run_arm(arm: ArmConfig, train: dict, run_dir: Path, runs_root: Path, evalua
     return None
 
 
+# A finished arm in four small files: enough to skip it and to tabulate it (not its adapter).
+SUMMARY_FILES = ("arm.yaml", "metrics.json", "eval/results.json", FAILED_FILE)
+
+
+def export_summary(arms: list[ArmConfig], runs_root: str | Path, path: str | Path) -> int:
+    """Write the arms' summary files into the tar.gz ``path``; return how many files it holds."""
+    files = [f"{arm.name}/{name}" for arm in arms for name in SUMMARY_FILES if (Path(runs_root) / arm.name / name).exists()]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name in files:
+            tar.add(Path(runs_root) / name, arcname=name)
+    return len(files)
+
+
+def restore_summary(path: str | Path, runs_root: str | Path) -> list[str]:
+    """Unpack a summary tarball into ``runs_root`` (on a fresh machine: the arms in it count as finished
+    and are not trained again); files already there are kept. Returns the files restored."""
+    root, restored = Path(runs_root).resolve(), []
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            # Plain files inside runs_root only (no links, no absolute or ../ names), never overwriting.
+            if member.isfile() and target.is_relative_to(root) and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+                restored.append(member.name)
+    return restored
+
+
 # ----------------------------------------------------------------------------------------- the table
 # (column, header in results.md, where the value comes from)
 HEADLINE = [
@@ -321,14 +352,6 @@ def plot_loss_curves(arms: list[ArmConfig], runs_root: Path, path: Path) -> None
 
 
 # -------------------------------------------------------------------------------------------- W&B
-def wandb_enabled() -> bool:
-    """On when WANDB_API_KEY is set or WANDB_MODE is online/offline; WANDB_MODE=disabled turns it off."""
-    mode = os.environ.get("WANDB_MODE", "")
-    if mode == "disabled":
-        return False
-    return bool(mode or os.environ.get("WANDB_API_KEY"))
-
-
 def log_to_wandb(study_name: str, arms: list[ArmConfig], rows: list[dict[str, Any]]) -> None:
     """One summary run per finished arm, all in the group ``study_name``, so W&B can compare them."""
     import wandb
@@ -357,16 +380,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="start no arm likely to end past this (time-limited machines; rerun to resume)")
     parser.add_argument("--evaluate-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a 03_evaluate parameter for every arm, over the set's (repeatable)")
+    parser.add_argument("--restore", metavar="TAR_GZ",
+                        help="first unpack a --summary-tar of an earlier machine (when the file exists)")
+    parser.add_argument("--summary-tar", metavar="TAR_GZ",
+                        help="at the end, write each arm's arm.yaml, metrics.json, eval/results.json, FAILED.txt")
     args = parser.parse_args(argv)
+    runs_root = Path(args.runs_root) if args.runs_root else runs_dir()
     try:
         study = load_study(args.set, args.arms, args.name)
         study.evaluate.update(parse_key_values(args.evaluate_param, "--evaluate-param"))
-        out_dir = Path(args.out) if args.out else study_dir(study, args.runs_root)
-        rows = run_study(study, args.runs_root, execute=not args.aggregate_only, retry_failed=args.retry_failed,
+        out_dir = Path(args.out) if args.out else study_dir(study, runs_root)
+        if args.restore and Path(args.restore).exists():
+            print(f"ablation: restored {len(restore_summary(args.restore, runs_root))} files from {args.restore}")
+        rows = run_study(study, runs_root, execute=not args.aggregate_only, retry_failed=args.retry_failed,
                          time_budget_s=args.time_budget, out_dir=out_dir)
     except ConfigError as e:
         print(f"ablation: {e}", file=sys.stderr)
         return 2
+    if args.summary_tar:
+        arms = [load_arm(resolve(path)) for path in study.arms]
+        print(f"ablation: {export_summary(arms, runs_root, args.summary_tar)} files in {args.summary_tar}")
     print(markdown_table(rows))
     print(f"ablation: table and plots in {out_dir}")
     unfinished = [row["arm"] for row in rows if row["status"] != "finished"]
