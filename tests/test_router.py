@@ -118,6 +118,13 @@ def test_model_router_loads_lazily_and_checks_real_model_output(tiny_model_dir):
             assert r.error_kind in {"invalid_json", "bad_format", "unknown_tool", "schema_invalid"}
 
 
+def test_speculative_router_drafts_from_answer_skeletons(tiny_model_dir):
+    router = Router(tiny_model_dir, max_new_tokens=4, speculative=True).load()
+    skeletons = [router.tokenizer.decode(d) for d in router.decoder.drafts]
+    assert 'weather {"location":""}<end_of_turn>\n' in skeletons and "none<end_of_turn>\n" in skeletons
+    assert Router(tiny_model_dir, max_new_tokens=4).load().decoder.drafts is None
+
+
 def test_heuristic_extracts_simple_arguments():
     assert classify_query("what's the weather in Lake Tahoe tomorrow?") == [
         {"name": "weather", "arguments": {"location": "Lake Tahoe"}}]

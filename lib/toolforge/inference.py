@@ -10,10 +10,12 @@ query) dominate. This decoder:
   every batch, so a query only prefills its own few tokens (prefix caching);
 - batches queries with padding between the shared prefix and each query, masked out, with each
   row's true positions, so every row computes what it would compute alone;
-- on CUDA, captures the decode step in a CUDA graph (``cuda_graphs=True``) and replays it;
-- for one query without graphs (the CPU case), speculates: it feeds guesses copied from the
-  prompt or from answer skeletons and keeps those the model agrees with, so an answer of ten
-  tokens takes a few forward passes instead of ten (prompt-lookup decoding, exact for greedy).
+- on CUDA, compiles the model step with torch.compile and captures the decode step in a CUDA
+  graph (``cuda_graphs=True``) that it replays;
+- given drafts, for one query without graphs, speculates: it feeds guesses copied from the prompt
+  or from answer skeletons and keeps those the model agrees with, so an answer takes fewer forward
+  passes (prompt-lookup decoding, exact for greedy). It pays only where a forward of a few tokens
+  costs about what one token costs; on the 2-core CPU it does not, so the Router leaves it off.
 
 Greedy decoding here produces the same tokens as greedy ``model.generate`` on the same model
 (tests/test_inference.py checks it on a tiny Gemma 3). The model must be a plain causal LM whose
@@ -30,6 +32,7 @@ from typing import Sequence
 import torch
 
 DEFAULT_MAX_NEW_TOKENS = 64  # the compact answer format rarely needs 30; a cap, not a target
+WIDTH_BUCKET = 16            # compiled prefills pad the query part to a multiple of this
 
 
 class SlotKVCache:
@@ -88,7 +91,7 @@ class GreedyDecoder:
     def __init__(self, model, stop_token_ids: Sequence[int], prefix_ids: Sequence[int] = (),
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_prompt_tokens: int = 1024,
                  cuda_graphs: bool | None = None, drafts: Sequence[Sequence[int]] | None = None,
-                 max_draft: int = 8):
+                 max_draft: int = 8, compile: bool | None = None):
         self.model = model.eval()
         self.config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.device = next(model.parameters()).device
@@ -105,8 +108,12 @@ class GreedyDecoder:
         # the prompt itself (e.g. answer skeletons); None turns it off.
         self.drafts = [list(d) for d in drafts] if drafts is not None else None
         self.max_draft = max_draft
+        # torch.compile fuses the many small ops of a decoder layer (norms, rotary, masks): on a GPU the
+        # launches of an eager step, not its arithmetic, are what a small model's step costs.
+        self.compiled = (self.device.type == "cuda") if compile is None else compile
+        self._forward = torch.compile(self._forward_eager) if self.compiled else self._forward_eager
         self._caches: dict[int, SlotKVCache] = {}
-        self._graphs: dict[int, _DecodeGraph] = {}
+        self._graphs: dict[tuple, _Graph] = {}
         self.prefix_ids: list[int] = []
         self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         if prefix_ids:
@@ -150,32 +157,46 @@ class GreedyDecoder:
         if any(not s for s in suffixes):
             raise ValueError("an empty prompt cannot be decoded")
         width = max(map(len, suffixes))
+        if self.compiled:  # a few padded widths rather than one compiled shape per prompt length
+            width = min(-(-width // WIDTH_BUCKET) * WIDTH_BUCKET, max(width, self.max_prompt_tokens - p))
         if p + width > self.max_prompt_tokens:
             raise ValueError(f"prompt of {p + width} tokens exceeds max_prompt_tokens={self.max_prompt_tokens}")
         batch = len(prompts)
         cache = self._cache(batch)
-        dev = self.device
 
         # Layout of every row: [prefix][pads][its suffix][new tokens...]; positions skip the pads.
-        key_valid = torch.zeros(batch, cache.max_len, dtype=torch.bool, device=dev)
-        key_pos = torch.zeros(batch, cache.max_len, dtype=torch.long, device=dev)
-        ids = torch.zeros(batch, width, dtype=torch.long, device=dev)
-        lengths = torch.tensor([len(s) for s in suffixes], device=dev)
+        # Built on the host and moved in one copy each (a copy per row costs more than the row).
+        lengths = torch.tensor([len(s) for s in suffixes])
+        ids = torch.zeros(batch, width, dtype=torch.long)
         for row, s in enumerate(suffixes):
-            ids[row, width - len(s):] = torch.tensor(s, device=dev)
-        pad = torch.arange(width, device=dev)[None] < (width - lengths)[:, None]          # (B, W)
-        suffix_pos = p + (torch.arange(width, device=dev)[None] - (width - lengths)[:, None]).clamp(min=0)
-        if p:
-            key_valid[:, :p] = True
-            key_pos[:, :p] = torch.arange(p, device=dev)
-            for layer, (k, v) in enumerate(self._prefix_kv):
-                cache.keys[layer][:, :, :p] = k
-                cache.values[layer][:, :, :p] = v
+            ids[row, width - len(s):] = torch.tensor(s)
+        cols = torch.arange(width)
+        pad = cols[None] < (width - lengths)[:, None]                                     # (B, W)
+        suffix_pos = p + (cols[None] - (width - lengths)[:, None]).clamp(min=0)
+        key_valid = torch.zeros(batch, cache.max_len, dtype=torch.bool)
+        key_pos = torch.zeros(batch, cache.max_len, dtype=torch.long)
+        key_valid[:, :p] = True
+        key_pos[:, :p] = torch.arange(p)
         key_valid[:, p:p + width] = ~pad
         key_pos[:, p:p + width] = suffix_pos
-        layout = _Layout(key_valid, key_pos)
-        logits = self._forward(cache, ids, suffix_pos, torch.arange(p, p + width, device=dev), layout)
-        return _State(cache, layout, logits[:, -1], p + width, p + lengths)
+        ids, suffix_pos, key_valid, key_pos, lengths = (t.to(self.device) for t in (ids, suffix_pos, key_valid, key_pos, lengths))
+
+        prefill = self._prefill_graph(cache, p, width) if self.cuda_graphs else None
+        if prefill is not None:
+            logits = prefill(ids, suffix_pos, key_valid, key_pos)
+            layout = _Layout(prefill.inputs[2], prefill.inputs[3])
+        else:
+            layout = _Layout(key_valid, key_pos)
+            logits = self._run_prefill(cache, p, ids, suffix_pos, layout)
+        return _State(cache, layout, logits, p + width, p + lengths)
+
+    def _run_prefill(self, cache: SlotKVCache, p: int, ids, positions, layout: _Layout) -> torch.Tensor:
+        """Copy the prefix's keys/values into every row, then run the rows' own tokens."""
+        for layer, (k, v) in enumerate(self._prefix_kv if p else []):
+            cache.keys[layer][:, :, :p] = k
+            cache.values[layer][:, :, :p] = v
+        slots = torch.arange(p, p + ids.shape[1], device=self.device)
+        return self._forward(cache, ids, positions, slots, layout)[:, -1]
 
     def _greedy_steps(self, state: "_State", max_new: int) -> list[list[int]]:
         """One token per step for the whole batch (a CUDA graph replay per step where enabled)."""
@@ -183,19 +204,24 @@ class GreedyDecoder:
         batch = cache.batch
         out = torch.empty(batch, 0, dtype=torch.long, device=self.device)
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
-        graph = self._graph(batch, cache) if self.cuda_graphs else None
+        graph = self._decode_graph(cache) if self.cuda_graphs else None
+        if graph is not None:  # the step then updates the graph's own layout buffers in place
+            layout = graph.adopt(layout)
+        # Asking the GPU whether every row is done waits for it; every few steps keeps it busy.
+        check_every = 4 if self.device.type == "cuda" else 1
         for step in range(max_new):
             token = logits.argmax(-1)
             # a finished row keeps emitting its stop token; it is cut off below
             token = torch.where(done, out[:, -1] if out.shape[1] else token, token)
             out = torch.cat([out, token[:, None]], 1)
             done |= torch.isin(token, self.stop_ids)
-            if step == max_new - 1 or slot >= cache.max_len or bool(done.all()):
+            if step == max_new - 1 or slot >= cache.max_len or (step % check_every == check_every - 1 and bool(done.all())):
                 break
             layout.key_valid[:, slot] = True
             layout.key_pos[:, slot] = next_pos
             if graph is not None:
-                logits = graph.step(token, next_pos, slot, layout)
+                graph.inputs[2].fill_(slot)
+                logits = graph(token[:, None], next_pos[:, None], graph.inputs[2], layout.key_valid, layout.key_pos)
             else:
                 logits = self._forward(cache, token[:, None], next_pos[:, None],
                                        torch.tensor([slot], device=self.device), layout)[:, -1]
@@ -246,16 +272,37 @@ class GreedyDecoder:
             self._caches[batch] = SlotKVCache(self.config, batch, max_len, self.dtype, self.device)
         return self._caches[batch]
 
-    def _graph(self, batch: int, cache: SlotKVCache) -> "_DecodeGraph | None":
-        if batch not in self._graphs:
+    def _decode_graph(self, cache: SlotKVCache) -> "_Graph | None":
+        """The decode step of this batch size (one token per row) as a CUDA graph."""
+        def step(token, pos, slot, key_valid, key_pos):
+            return self._forward(cache, token, pos, slot, _Layout(key_valid, key_pos))[:, -1]
+        b, n, dev = cache.batch, cache.max_len, self.device
+        # Its example writes into the last slot, which no row reads before writing it itself.
+        example = (torch.zeros(b, 1, dtype=torch.long, device=dev), torch.zeros(b, 1, dtype=torch.long, device=dev),
+                   torch.full((1,), n - 1, device=dev), torch.zeros(b, n, dtype=torch.bool, device=dev),
+                   torch.zeros(b, n, dtype=torch.long, device=dev))
+        return self._captured(("decode", b), step, example)
+
+    def _prefill_graph(self, cache: SlotKVCache, p: int, width: int) -> "_Graph | None":
+        """The prefill of this batch size, prefix length and (padded) width as a CUDA graph."""
+        def prefill(ids, positions, key_valid, key_pos):
+            return self._run_prefill(cache, p, ids, positions, _Layout(key_valid, key_pos))
+        b, n, dev = cache.batch, cache.max_len, self.device
+        example = (torch.zeros(b, width, dtype=torch.long, device=dev),
+                   torch.arange(p, p + width, device=dev).repeat(b, 1),
+                   torch.ones(b, n, dtype=torch.bool, device=dev), torch.zeros(b, n, dtype=torch.long, device=dev))
+        return self._captured(("prefill", b, p, width), prefill, example)
+
+    def _captured(self, key, fn, example) -> "_Graph | None":
+        if key not in self._graphs:
             try:
-                self._graphs[batch] = _DecodeGraph(self, cache)
+                self._graphs[key] = _Graph(fn, example)
             except Exception as e:  # capture can fail on unusual models: fall back to eager steps
                 import warnings
-                warnings.warn(f"CUDA graph capture failed ({e}); decoding without graphs")
+                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); decoding without graphs")
                 self.cuda_graphs = False
                 return None
-        return self._graphs[batch]
+        return self._graphs[key]
 
     def masks(self, layout: _Layout, query_pos: torch.Tensor, query_slots: torch.Tensor) -> dict[str, torch.Tensor]:
         """4D attention masks (B, 1, Q, S) per layer type from the cache layout.
@@ -280,8 +327,8 @@ class GreedyDecoder:
             result[name] = mask
         return result
 
-    def _forward(self, cache: SlotKVCache, ids: torch.Tensor, positions: torch.Tensor,
-                 slots: torch.Tensor, layout: _Layout, keep: int = 1) -> torch.Tensor:
+    def _forward_eager(self, cache: SlotKVCache, ids: torch.Tensor, positions: torch.Tensor,
+                       slots: torch.Tensor, layout: _Layout, keep: int = 1) -> torch.Tensor:
         """Run the model on ``ids`` written at cache ``slots``; logits of the last ``keep`` positions (B, keep, V)."""
         cache.slots = slots
         masks = self.masks(layout, positions, slots)
@@ -292,45 +339,35 @@ class GreedyDecoder:
         return out.logits.float()
 
 
-class _DecodeGraph:
-    """One decode step (batch B, one token) captured as a CUDA graph, replayed with new inputs."""
+class _Graph:
+    """``fn`` of fixed-shape tensors captured as a CUDA graph. Calling it copies new values into the
+    captured input buffers (``inputs``; passing a buffer itself skips its copy) and replays."""
 
-    def __init__(self, decoder: GreedyDecoder, cache: SlotKVCache):
-        dev, batch = decoder.device, cache.batch
-        self.decoder, self.cache = decoder, cache
-        self.token = torch.zeros(batch, 1, dtype=torch.long, device=dev)
-        self.pos = torch.zeros(batch, 1, dtype=torch.long, device=dev)
-        self.slot = torch.zeros(1, dtype=torch.long, device=dev)
-        self.key_valid = torch.zeros(batch, cache.max_len, dtype=torch.bool, device=dev)
-        self.key_pos = torch.zeros(batch, cache.max_len, dtype=torch.long, device=dev)
-        # Warm up on a side stream (as torch.cuda.graphs asks), then capture. The warm-up writes
-        # into slot 0 of a batch that is about to be overwritten by the next prefill anyway.
+    def __init__(self, fn, example: Sequence[torch.Tensor]):
+        self.inputs = [t.clone() for t in example]
+        # Warm up on a side stream (compilation happens here, never during capture), then capture.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
-                self._run()
+                fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = self._run()
+            self.output = fn(*self.inputs)
 
-    def _run(self) -> torch.Tensor:
-        d = self.decoder
-        self.cache.slots = self.slot
-        masks = d.masks(_Layout(self.key_valid, self.key_pos), self.pos, self.slot)
-        out = d.model(input_ids=self.token, attention_mask=masks, position_ids=self.pos,
-                      past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1].float()
+    def adopt(self, layout: _Layout) -> _Layout:
+        """For a decode graph: copy a batch's layout into its buffers and return them as the layout."""
+        self.inputs[3].copy_(layout.key_valid)
+        self.inputs[4].copy_(layout.key_pos)
+        return _Layout(self.inputs[3], self.inputs[4])
 
-    def step(self, token: torch.Tensor, pos: torch.Tensor, slot: int, layout: _Layout) -> torch.Tensor:
-        self.token.copy_(token[:, None])
-        self.pos.copy_(pos[:, None])
-        self.slot.fill_(slot)
-        self.key_valid.copy_(layout.key_valid)
-        self.key_pos.copy_(layout.key_pos)
+    def __call__(self, *values: torch.Tensor) -> torch.Tensor:
+        for buffer, value in zip(self.inputs, values):
+            if value is not buffer:
+                buffer.copy_(value)
         self.graph.replay()
-        return self.logits
+        return self.output
 
 
 def draft(context: Sequence[int], sources: Sequence[Sequence[int]], limit: int, ngrams=(3, 2, 1)) -> list[int]:

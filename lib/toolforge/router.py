@@ -131,12 +131,16 @@ class Router(BaseRouter):
     def __init__(self, model: str | Path | None = None, *, device: str | None = None, dtype=None,
                  prompt_style: str | None = None, registry: Registry | None = None,
                  max_new_tokens: int = 64, batch_size: int = 32, cuda_graphs: bool | None = None,
-                 name: str = "model"):
+                 speculative: bool = False, name: str = "model"):
         super().__init__(registry)
         self.model_ref = str(model or default_run_dir())
         self.device, self.dtype = device, dtype
         self.prompt_style = prompt_style
         self.max_new_tokens, self.batch_size, self.cuda_graphs = max_new_tokens, batch_size, cuda_graphs
+        # Speculation (answer-skeleton and prompt-lookup drafts, exact) saves forward passes but made a
+        # query slower on the 2-core CPU, where a forward of several tokens costs much more than one
+        # (scripts/gpu/bench_route_results.md): off unless asked for.
+        self.speculative = speculative
         self.name = name
         self.decoder = None
         self.tokenizer = None
@@ -170,7 +174,7 @@ class Router(BaseRouter):
         prefix = common_prefix(self._prompt_ids("a"), self._prompt_ids("b"))
         self.decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=self.max_new_tokens,
                                      max_prompt_tokens=len(prefix) + 512, cuda_graphs=self.cuda_graphs,
-                                     drafts=self._answer_skeletons())
+                                     drafts=self._answer_skeletons() if self.speculative else None)
 
     def _answer_skeletons(self) -> list[list[int]]:
         """Token ids of one answer per tool with placeholder values (and of "none"), as the chat
