@@ -61,6 +61,8 @@ def step_benchmark(arm, device: str, batch_sizes: list[int], warmup: int, timed:
     for share in (True, False):
         collate = PadCollator(tokenizer.pad_token_id, 8, share_prefix=share)
         for batch_size in batch_sizes:
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
             times, tokens = [], []
             for i in range(warmup + timed):
                 pick = torch.randperm(len(rows), generator=generator)[:batch_size].tolist()
