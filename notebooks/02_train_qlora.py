@@ -97,13 +97,13 @@ job = prepare(arm)
 # NBVAL_CHECK_OUTPUT
 trainable, total = job.trainable_parameters()
 print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
-print(f"examples: {job.n_train} train, {job.n_eval} validation")
 
 # %% [markdown]
 # Train. Validation loss every `eval_steps`; the best checkpoint is kept, and training stops after
 # `early_stopping_patience` evaluations without improvement. Then the run folder is written.
 
 # %%
+print(f"training on {job.n_train} examples, validation loss on {job.n_eval}")
 metrics = job.run()
 
 # %% [markdown]

@@ -48,7 +48,7 @@ def test_embedded_default_loads_offline_and_answers_in_the_format():
     from toolforge.registry import load_registry
 
     model, tokenizer = load_for_inference("embedded:gemma-3-270m", device="cpu")
-    assert model.config.model_type == "gemma3_text" and model.hf_quantizer is None
+    assert model.config.model_type == "gemma3_text" and getattr(model, "hf_quantizer", None) is None
     assert stop_token_ids(tokenizer) == [1, 106]
     prompt = tokenizer.apply_chat_template(build_messages("weather in Paris?", load_registry()), tokenize=False,
                                            add_generation_prompt=True)
