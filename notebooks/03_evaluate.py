@@ -36,7 +36,7 @@ _before = set(globals())
 
 # %% [markdown]
 # Parameters (papermill overrides them: `-p arm gemma270m-full`). On a CPU the default evaluates a seeded
-# sample of 40 examples per split (the same sample for every router), which takes a few minutes on 2
+# sample of 20 examples per split (the same sample for every router), which takes a few minutes on 2
 # cores; on a GPU it evaluates every example. Set `max_examples_per_split = 0` for all of them anywhere.
 
 # %% tags=["parameters"]
@@ -44,12 +44,12 @@ arm = "gemma270m-cpu-demo"     # the run to evaluate: runs/<arm>/
 run_dir = ""                   # "" = runs/<arm>/; without a run there, only the baselines are evaluated
 routers = ["model", "heuristic", "embedding", "zero_shot"]
 splits = ["test", "hard_test", "human_eval"]
-max_examples_per_split = -1    # 0 = all; -1 = auto: all on a GPU, 40 on a CPU
+max_examples_per_split = -1    # 0 = all; -1 = auto: all on a GPU, 20 on a CPU
 data_dir = ""                  # "" = the dataset folder (data/)
 out_dir = ""                   # "" = <run_dir>/eval/
 device = ""                    # "" = cuda when available, else cpu
-batch_size = 32                # queries per batch for the throughput figure
-latency_samples = -1           # queries timed one at a time per split; -1 = auto: 50 on a GPU, 5 on a CPU
+batch_size = -1                # queries per batch (throughput figure); -1 = auto: 64 on a GPU, 8 on a CPU
+latency_samples = -1           # queries timed one at a time per split; -1 = auto: 50 on a GPU, 3 on a CPU
 
 # %% [markdown]
 # Check the parameters and resolve the defaults: which run, which routers, how many examples.

@@ -76,6 +76,7 @@ def test_notebook_parameters_skip_a_missing_run(tmp_path, data_dir):
     params = EvaluateParams(arm="no-such-arm", run_dir=str(tmp_path / "missing"), data_dir=str(data_dir),
                             out_dir=str(tmp_path / "eval"), max_examples_per_split=-1, device="cpu")
     config = params.to_config()
-    assert "model" not in config.routers and config.max_examples == 40 and config.latency_samples == 5
+    assert "model" not in config.routers and config.max_examples == 20 and config.latency_samples == 3
+    assert config.batch_size == 8
     with pytest.raises(ConfigError, match="routers"):
         EvaluateParams(routers=["magic"], out_dir=str(tmp_path)).to_config()

@@ -31,9 +31,10 @@ from .registry import load_registry
 from .router import ROUTER_NAMES, BaseRouter, RouterUnavailable, make_router
 
 SPLITS = ("test", "hard_test", "human_eval")
-# Examples per split on a CPU when the notebook is left to choose: four routers on three splits then
-# take a few minutes on 2 cores (the zero-shot base model, which rambles to the token cap, most).
-CPU_SAMPLE = 40
+# What the notebook evaluates on a CPU when left to choose: four routers on three splits then take a few
+# minutes on 2 cores (the zero-shot base model, which rambles to the token cap, most). Small batches,
+# because a batch decodes until its longest answer ends.
+CPU_SAMPLE, CPU_LATENCY_SAMPLES, CPU_BATCH = 20, 3, 8
 HEADLINE = (("tool_accuracy", "tool acc"), ("argument_exact_match", "arg EM"), ("argument_f1", "arg F1"),
             ("no_tool_precision", "no-tool P"), ("no_tool_recall", "no-tool R"), ("chain_exact_match", "chain EM"),
             ("valid_json_rate", "valid JSON"), ("schema_valid_rate", "schema ok"),
@@ -79,12 +80,12 @@ class EvaluateParams:
     run_dir: str = ""                 # "" = runs/<arm>/; the model router is skipped when it does not exist
     routers: list[str] = field(default_factory=lambda: list(ROUTER_NAMES))
     splits: list[str] = field(default_factory=lambda: list(SPLITS))
-    max_examples_per_split: int = -1  # 0 = all; -1 = auto: all on a GPU, CPU_SAMPLE on a CPU
+    max_examples_per_split: int = -1  # 0 = all; -1 = auto: all on a GPU, 20 on a CPU
     data_dir: str = ""                # "" = the dataset folder (data/)
     out_dir: str = ""                 # "" = <run_dir>/eval/
     device: str = ""                  # "" = cuda when available, else cpu
-    batch_size: int = 32
-    latency_samples: int = -1         # queries timed one by one per split; -1 = auto: 50 on a GPU, 5 on a CPU
+    batch_size: int = -1              # -1 = auto: 64 on a GPU, 8 on a CPU
+    latency_samples: int = -1         # queries timed one by one per split; -1 = auto: 50 on a GPU, 3 on a CPU
 
     def to_config(self) -> EvalConfig:
         import torch
@@ -102,8 +103,9 @@ class EvaluateParams:
         return from_dict(EvalConfig, {
             "run_dir": run_dir, "routers": routers, "splits": list(self.splits),
             "max_examples": self.max_examples_per_split if self.max_examples_per_split >= 0 else (0 if on_gpu else CPU_SAMPLE),
-            "data_dir": self.data_dir, "out_dir": out_dir, "device": self.device, "batch_size": self.batch_size,
-            "latency_samples": self.latency_samples if self.latency_samples >= 0 else (50 if on_gpu else 5)},
+            "data_dir": self.data_dir, "out_dir": out_dir, "device": self.device,
+            "batch_size": self.batch_size if self.batch_size > 0 else (64 if on_gpu else CPU_BATCH),
+            "latency_samples": self.latency_samples if self.latency_samples >= 0 else (50 if on_gpu else CPU_LATENCY_SAMPLES)},
             "03_evaluate parameters")
 
 
