@@ -15,7 +15,7 @@ from toolforge.paths import REPO_ROOT
 from toolforge.prompt import format_answer
 from toolforge.registry import load_registry
 from toolforge.train import (IGNORE_INDEX, PadCollator, answer_loss, check_inputs, encode_example,
-                             ensure_fp32_trainable, main, parse_overrides, subset, train, training_arguments,
+                             ensure_fp32_trainable, main, parse_overrides, precision_plan, subset, train, training_arguments,
                              wandb_enabled)
 
 REG = load_registry()
@@ -82,10 +82,19 @@ def test_every_arm_file_loads_and_is_named_after_its_file():
     ({"epochs": 0}, "epochs"),
     ({"quantization": "8bit"}, "quantization"),
     ({"target_modules": []}, "target_modules"),
+    ({"mixed_precision": "fp8"}, "mixed_precision"),
 ])
 def test_bad_arm_values_fail_naming_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field):
         load_arm(None, **overrides)
+
+
+def test_four_bit_or_mixed_precision_on_a_cpu_fails_naming_the_field():
+    with pytest.raises(ConfigError, match="quantization"):
+        precision_plan("cpu", "4bit")
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        precision_plan("cpu", "auto", "fp16")
+    assert precision_plan("cpu", "auto")["line"].startswith("device: CPU: plain LoRA")
 
 
 def test_missing_data_file_fails_naming_data_dir(tmp_path, tiny_model_dir):
