@@ -48,3 +48,14 @@ def test_pipeline_rejects_a_bad_arm_before_running_anything(tmp_path, capsys):
                           "--generate-param", f"out_dir={tmp_path / 'data'}"])
     assert code == 2 and "lora_rank" in capsys.readouterr().err
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_pipeline_from_a_later_stage_skips_the_earlier_ones(tmp_path, capsys):
+    notebooks = write_fake_notebooks(tmp_path / "notebooks")
+    arm = write_arm(tmp_path, "demo")
+    code = pipeline.main(["--arm", str(arm), "--runs-root", str(tmp_path / "runs"), "--notebooks-dir", str(notebooks),
+                          "--from", "04_ablation"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and not (tmp_path / "runs" / "demo").exists()
+    assert lines[:3] == [f"[{i}/4] {stage}: skipped (--from 04_ablation)"
+                         for i, stage in enumerate(["01_generate", "02_train_qlora", "03_evaluate"], 1)]

@@ -41,13 +41,16 @@ def stage_parameters(arm_path: Path, runs_root: Path, generate: dict, evaluate: 
 
 def run_pipeline(arm_path: str | Path = DEFAULT_ARM, runs_root: str | Path | None = None,
                  generate: dict | None = None, evaluate: dict | None = None,
-                 notebooks_dir: str | Path | None = None, store: bool = False) -> int:
-    """Run the stages in order; 0 when all that exist succeeded, 1 at the first failure."""
+                 notebooks_dir: str | Path | None = None, store: bool = False, first: str = STAGES[0]) -> int:
+    """Run the stages in order from ``first``; 0 when all that exist succeeded, 1 at the first failure."""
     runs_root = Path(runs_root) if runs_root else runs_dir()
     arm_name, parameters = stage_parameters(Path(arm_path), runs_root, generate or {}, evaluate or {})
     out_dir = runs_root / arm_name / "notebooks"
     executed, started = [], time.monotonic()
     for i, stage in enumerate(STAGES, 1):
+        if i <= STAGES.index(first):
+            print(f"[{i}/{len(STAGES)}] {stage}: skipped (--from {first})", flush=True)
+            continue
         source = notebook_path(stage, notebooks_dir)
         if not source.is_file():
             print(f"[{i}/{len(STAGES)}] {stage}: skipped, {repo_relative(source)} does not exist yet", flush=True)
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a parameter of 01_generate, e.g. n_examples=500 (repeatable)")
     parser.add_argument("--evaluate-param", action="append", default=[], metavar="KEY=VALUE",
                         help="a parameter of 03_evaluate, e.g. max_examples=50 (repeatable)")
+    parser.add_argument("--from", dest="first", choices=STAGES, default=STAGES[0],
+                        help="start at this stage, using what the earlier ones left (e.g. --from 03_evaluate)")
     parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--store-notebooks", action="store_true",
                         help="after success, copy the executed notebooks over notebooks/*.ipynb (nbval references)")
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         generate = parse_key_values(args.generate_param, "--generate-param")
         evaluate = parse_key_values(args.evaluate_param, "--evaluate-param")
-        return run_pipeline(args.arm, args.runs_root, generate, evaluate, args.notebooks_dir, args.store_notebooks)
+        return run_pipeline(args.arm, args.runs_root, generate, evaluate, args.notebooks_dir, args.store_notebooks,
+                            args.first)
     except ConfigError as e:
         print(f"pipeline: {e}", file=sys.stderr)
         return 2
