@@ -236,7 +236,7 @@ def summary_markdown(results, config: EvalConfig, notes: list[str]) -> str:
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     where = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else \
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        f"CPU ({platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()})"
     text = [f"# Evaluation{': ' + Path(config.run_dir).name if config.run_dir else ' (baselines)'}", "",
             summary_table(results), "",
             f"Measured on {where}. Percentages of the split's examples; `n/a`: not applicable (no chain in the "

@@ -89,7 +89,7 @@ class BaseRouter:
         size = max(1, batch_size or self.batch_size)
         chunks = [list(queries[i:i + size]) for i in range(0, len(queries), size)]
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm  # plain text bars: notebooks here have no ipywidgets
             chunks = tqdm(chunks, desc=f"route {self.name}", unit="batch")
         results: list[RouteResult] = []
         for chunk in chunks:
@@ -130,7 +130,7 @@ class Router(BaseRouter):
 
     def __init__(self, model: str | Path | None = None, *, device: str | None = None, dtype=None,
                  prompt_style: str | None = None, registry: Registry | None = None,
-                 max_new_tokens: int = 64, batch_size: int = 32, cuda_graphs: bool | None = None,
+                 max_new_tokens: int | None = None, batch_size: int = 32, cuda_graphs: bool | None = None,
                  speculative: bool = False, name: str = "model"):
         super().__init__(registry)
         self.model_ref = str(model or default_run_dir())
@@ -155,7 +155,7 @@ class Router(BaseRouter):
     def _load(self) -> None:
         import torch
 
-        from .inference import GreedyDecoder, common_prefix
+        from .inference import DEFAULT_MAX_NEW_TOKENS, GreedyDecoder, common_prefix
 
         if self.device and self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RouterUnavailable(f"device {self.device!r} requested but no CUDA GPU is available")
@@ -172,7 +172,8 @@ class Router(BaseRouter):
             raise RouterUnavailable(f"cannot load {ref}: {e}") from e
         self.tokenizer = tokenizer
         prefix = common_prefix(self._prompt_ids("a"), self._prompt_ids("b"))
-        self.decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=self.max_new_tokens,
+        self.decoder = GreedyDecoder(model, stops, prefix_ids=prefix,
+                                     max_new_tokens=self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
                                      max_prompt_tokens=len(prefix) + 512, cuda_graphs=self.cuda_graphs,
                                      drafts=self._answer_skeletons() if self.speculative else None)
 
@@ -355,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="JSONL predictions, in input order (default: stdout)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=64, help="model routers: cap on answer tokens")
+    p.add_argument("--max-new-tokens", type=int, help="model routers: cap on answer tokens (default 96)")
     p.add_argument("--fallback", choices=["heuristic"], help="answer with this router where the first fails")
     p.add_argument("--train", help="embedding router: examples to take neighbours from (default: data/train.jsonl)")
     return p
