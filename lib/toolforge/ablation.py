@@ -271,7 +271,9 @@ def _cell(value: Any) -> str:
     if value is None or value == "":
         return "–"
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 0.01 or value >= 1000 else f"{value:.3f}".rstrip("0").rstrip(".")
+        if abs(value) >= 100:  # seconds, tokens/s: whole numbers read best
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.3f}".rstrip("0").rstrip(".")
     return str(value)
 
 
