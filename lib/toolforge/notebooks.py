@@ -3,8 +3,9 @@
 Every notebook is a jupytext pair, ``notebooks/NN_name.py`` (percent format, the source of truth) and
 ``notebooks/NN_name.ipynb`` (the committed executed copy that nbval checks). To run one, the .py is
 converted into a fresh .ipynb in a temporary folder (papermill reads only .ipynb), so running never
-rewrites the committed pair; the executed copy goes where the caller says (``runs/<arm>/notebooks/``).
-A notebook runs in its own folder as working directory, as under Jupyter and nbval.
+rewrites the committed pair; the executed copy goes where the caller says (``runs/<arm>/notebooks/``),
+and ``store_executed`` copies it over the committed pair when that is wanted (pipeline
+--store-notebooks). A notebook runs in its own folder as working directory, as under Jupyter and nbval.
 """
 from __future__ import annotations
 
@@ -34,7 +35,12 @@ class NotebookError(RuntimeError):
 
     def __init__(self, notebook: Path, executed: Path, detail: str):
         self.notebook, self.executed, self.detail = Path(notebook), Path(executed), detail
-        super().__init__(f"{self.notebook.name} failed: {detail}\n  executed copy: {self.executed}")
+        super().__init__(f"{self.notebook.name} failed: {detail}\n  {self.where}")
+
+    @property
+    def where(self) -> str:
+        # papermill writes the copy before starting the kernel, then after every cell.
+        return f"executed copy (up to the failing cell): {repo_relative(self.executed)}"
 
 
 def notebook_path(name_or_path: str | Path, notebooks_dir: str | Path | None = None) -> Path:

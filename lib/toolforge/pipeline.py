@@ -61,7 +61,7 @@ def run_pipeline(arm_path: str | Path = DEFAULT_ARM, runs_root: str | Path | Non
             executed.append(run_notebook(source, out_dir / f"{stage}.ipynb", parameters[stage]))
         except NotebookError as e:
             print(f"[{i}/{len(STAGES)}] {stage} FAILED after {time.monotonic() - stage_start:.1f} s: {e.detail}\n"
-                  f"  executed copy (up to the failing cell): {repo_relative(e.executed)}", file=sys.stderr, flush=True)
+                  f"  {e.where}", file=sys.stderr, flush=True)
             return 1
         print(f"[{i}/{len(STAGES)}] {stage} done in {time.monotonic() - stage_start:.1f} s", flush=True)
     print(f"pipeline: done in {time.monotonic() - started:.1f} s; executed notebooks in {repo_relative(out_dir)}")
