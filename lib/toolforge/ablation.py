@@ -369,7 +369,7 @@ def log_to_wandb(study_name: str, arms: list[ArmConfig], rows: list[dict[str, An
 
 # -------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="toolforge ablation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="toolforge ablation", description=__doc__.split("\n\n")[0].replace("``", ""))
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--set", help="a study YAML, e.g. configs/ablation/local-gpu.yaml")
     which.add_argument("--arms", nargs="+", help="arm YAMLs, e.g. configs/arms/gemma270m-r8.yaml ...")

@@ -177,7 +177,7 @@ def secret_to_env(name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="toolforge publish", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="toolforge publish", description=__doc__.split("\n\n")[0].replace("``", ""))
     parser.add_argument("--data-dir", help="the folder to publish (default: data/)")
     parser.add_argument("--metadata", default=str(METADATA_PATH), help="default: kaggle-dataset-metadata.json")
     parser.add_argument("--user", help="your Kaggle user name (default: $KAGGLE_USERNAME)")

@@ -72,7 +72,7 @@ def run_pipeline(arm_path: str | Path = DEFAULT_ARM, runs_root: str | Path | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="toolforge pipeline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="toolforge pipeline", description=__doc__.split("\n\n")[0].replace("``", ""))
     parser.add_argument("--arm", default=str(DEFAULT_ARM), help="arm YAML for 02/03 (default: the CPU demo arm)")
     parser.add_argument("--runs-root", help="where runs/<arm>/ go (default: $TOOLFORGE_RUNS or runs/)")
     parser.add_argument("--generate-param", action="append", default=[], metavar="KEY=VALUE",
