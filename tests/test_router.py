@@ -122,7 +122,7 @@ def test_speculative_router_drafts_from_answer_skeletons(tiny_model_dir):
     router = Router(tiny_model_dir, max_new_tokens=4, speculative=True).load()
     skeletons = [router.tokenizer.decode(d) for d in router.decoder.drafts]
     assert 'weather {"location":""}<end_of_turn>\n' in skeletons and "none<end_of_turn>\n" in skeletons
-    assert Router(tiny_model_dir, max_new_tokens=4).load().decoder.drafts is None
+    assert not Router(tiny_model_dir).speculative  # off by default: it made CPU queries slower
 
 
 def test_heuristic_extracts_simple_arguments():
