@@ -36,16 +36,14 @@ execute = True                              # False: run nothing, only tabulate 
 runs_root = ""                              # empty: $TOOLFORGE_RUNS, else /kaggle/working/runs on Kaggle, else runs/
 
 # %% [markdown]
-# Load the study. On Kaggle the W&B key comes from the notebook's attached Kaggle Secrets; without a
-# key (or with `WANDB_MODE=disabled`) nothing is sent anywhere.
+# Load the study. W&B logging is on only with a `WANDB_API_KEY` (on Kaggle, read from the notebook's
+# attached Kaggle Secrets) or `WANDB_MODE=online|offline`; otherwise nothing is sent anywhere.
 
 # %%
 from IPython.display import Image, Markdown, display
 
 from toolforge import ablation
-from toolforge.kaggle import secret_to_env
 
-secret_to_env("WANDB_API_KEY")
 study = ablation.load_study(ablation.resolve(arm_set), arms, study_name)
 out_dir = ablation.study_dir(study, runs_root or None)
 print(f"study {study.name}: {len(study.arms)} arm(s); table and plots go to {out_dir}")

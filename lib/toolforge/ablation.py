@@ -26,6 +26,7 @@ from typing import Any
 
 from .arm import ArmConfig, load_arm
 from .config import ConfigError, load_config, to_dict
+from .kaggle import secret_to_env
 from .notebooks import NotebookError, arm_parameters, parse_key_values, run_notebook
 from .paths import REPO_ROOT, runs_dir
 from .registry import load_registry
@@ -116,6 +117,7 @@ def run_study(study: StudyConfig, runs_root: str | Path | None = None, execute: 
     """
     runs_root = Path(runs_root) if runs_root else runs_dir()
     out_dir = Path(out_dir) if out_dir else study_dir(study, runs_root)
+    secret_to_env("WANDB_API_KEY")  # on Kaggle, from its Secrets; the arms' kernels inherit the environment
     # Every arm is validated before anything runs: a typo in the last arm must not cost the first's hours.
     arms = [train_parameters(resolve(path), runs_root) for path in study.arms]
     names = [arm.name for arm, _ in arms]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .ablation import evaluate_parameters, train_parameters
 from .config import ConfigError
+from .kaggle import secret_to_env
 from .notebooks import (NOTEBOOKS_DIR, NotebookError, notebook_path, parse_key_values, repo_relative, run_notebook,
                         store_executed)
 from .paths import REPO_ROOT, runs_dir
@@ -46,6 +47,7 @@ def run_pipeline(arm_path: str | Path = DEFAULT_ARM, runs_root: str | Path | Non
     runs_root = Path(runs_root) if runs_root else runs_dir()
     arm_name, parameters = stage_parameters(Path(arm_path), runs_root, generate or {}, evaluate or {})
     out_dir = runs_root / arm_name / "notebooks"
+    secret_to_env("WANDB_API_KEY")  # on Kaggle, from its Secrets; the notebooks' kernels inherit the environment
     executed, started = [], time.monotonic()
     for i, stage in enumerate(STAGES, 1):
         if i <= STAGES.index(first):
