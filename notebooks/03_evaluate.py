@@ -31,6 +31,7 @@ from IPython.display import Image, Markdown, display
 
 from toolforge.config import config_from_namespace
 from toolforge.evaluate import EvaluateParams, errors_markdown, evaluate, summary_table
+from toolforge.notebooks import repo_relative
 
 _before = set(globals())
 
@@ -57,7 +58,7 @@ latency_samples = -1           # queries timed one at a time per split; -1 = aut
 # %%
 config = config_from_namespace(EvaluateParams, globals(), _before).to_config()
 print(f"routers {config.routers} on {config.splits}, "
-      f"{config.max_examples or 'all'} examples per split -> {config.output}")
+      f"{config.max_examples or 'all'} examples per split -> {repo_relative(config.output)}")
 
 # %% [markdown]
 # Route every example with every router, score the answers and write `results.json`, `summary.md`, the
