@@ -13,7 +13,7 @@ mkdir -p /root/site /root/stage
 pip_install() { python3 -m pip install -q --no-index --no-deps --no-compile --target /root/site "$@"; }
 case "${1:-}" in
   wheels1)  # a machine still warm from an earlier session's staging keeps what it has
-    ls -d /root/site/*/ /root/stage/* 2>/dev/null | head -20
+    ls -d /root/site/*/ /root/stage/* 2>/dev/null | head -20 || true  # nothing there yet on a fresh machine
     [ -d /root/site/bitsandbytes ] || pip_install .whl1/*.whl ;;
   wheels2)
     # .whl2 holds the project's pins and always goes in; of .whl3, only what the image lacks (the image's
