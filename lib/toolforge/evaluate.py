@@ -88,11 +88,10 @@ class EvaluateParams:
     latency_samples: int = -1         # queries timed one by one per split; -1 = auto: 50 on a GPU, 3 on a CPU
 
     def to_config(self) -> EvalConfig:
-        import torch
-
+        from .model import default_device
         from .paths import runs_dir
 
-        on_gpu = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        on_gpu = (self.device or default_device()).startswith("cuda")
         run_dir = self.run_dir or str(runs_dir() / self.arm)
         routers = list(self.routers)
         if "model" in routers and not Path(run_dir).is_dir():
@@ -234,7 +233,9 @@ def summary_markdown(results, config: EvalConfig, notes: list[str]) -> str:
 
     import torch
 
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from .model import default_device
+
+    device = config.device or default_device()
     where = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else \
         f"CPU ({platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()})"
     text = [f"# Evaluation{': ' + Path(config.run_dir).name if config.run_dir else ' (baselines)'}", "",

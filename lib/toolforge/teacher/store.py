@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..examples import BadLine
+from ..examples import BadLine, iter_jsonl
 
 
 class OutputExists(FileExistsError):
@@ -57,17 +57,12 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     JSON object (only the last line can be torn, and ``repair_torn_tail`` handles that)."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BadLine(path, line_no, f"invalid JSON: {e.msg}") from None
-            if not isinstance(obj, dict):
-                raise BadLine(path, line_no, "expected a JSON object")
-            yield line_no, obj
+    for line_no, obj in iter_jsonl(path):
+        if isinstance(obj, BadLine):
+            raise obj
+        if not isinstance(obj, dict):
+            raise BadLine(path, line_no, "expected a JSON object")
+        yield line_no, obj
 
 
 def prepare_output(path: Path, resume: bool) -> list[dict[str, Any]]:
