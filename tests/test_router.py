@@ -4,10 +4,11 @@ import time
 
 import pytest
 
+from toolforge.agent import load_decision_map, route_for_agent
 from toolforge.baselines import HeuristicRouter, classify_query
 from toolforge.inference import torch_threads
-from toolforge.router import (BaseRouter, Router, load_decision_map, main, route_for_agent)
-
+from toolforge.route_cli import main
+from toolforge.router import BaseRouter, Router
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -108,9 +109,9 @@ def test_decision_map_is_configurable(tmp_path):
 
 def test_model_router_loads_lazily_and_checks_real_model_output(tiny_model_dir):
     router = Router(tiny_model_dir, max_new_tokens=8)
-    assert router.decoder is None  # nothing loaded yet
+    assert router.backend is None  # nothing loaded yet
     results = router.route_batch(["weather in paris?", "hi"])
-    assert router.decoder is not None
+    assert router.backend is not None
     for r in results:  # a random tiny model writes nonsense: it must come back as a failure
         assert r.source == "model" and r.raw is not None
         assert (r.tool_calls is None) == (r.error is not None)
@@ -120,7 +121,7 @@ def test_model_router_loads_lazily_and_checks_real_model_output(tiny_model_dir):
 
 def test_speculative_router_drafts_from_answer_skeletons(tiny_model_dir):
     router = Router(tiny_model_dir, max_new_tokens=4, speculative=True).load()
-    skeletons = [router.tokenizer.decode(d) for d in router.decoder.drafts]
+    skeletons = [router.backend.tokenizer.decode(d) for d in router.backend.decoder.drafts]
     assert 'weather {"location":""}<end_of_turn>\n' in skeletons and "none<end_of_turn>\n" in skeletons
     assert not Router(tiny_model_dir).speculative  # off by default: it made CPU queries slower
 
