@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from .agent import fall_back
+from .launch import LaunchError, route_devices, route_in_shards
 from .router import ROUTER_NAMES, RouteResult, RouterUnavailable, make_router
 
 
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         queries = [args.query]
+    devices = route_devices(args.router, args.device) if args.input else []
+    if len(devices) > 1:  # several GPUs: one route process per GPU, each on a shard (toolforge.launch)
+        try:
+            return write_rows(route_in_shards(sys.argv[2:] if argv is None else argv, queries, devices), args.output)
+        except LaunchError as e:
+            print(f"route: {e}", file=sys.stderr)
+            return 1
     try:
         results = router.route_batch(queries, batch_size=args.batch_size if args.input else 1,
                                      progress=bool(args.input) and args.output is not None)
@@ -65,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.fallback:
         fallback = make_router(args.fallback)
         results = [fall_back(q, r, fallback) for q, r in zip(queries, results)]
-    rows = [r.to_json(q) for q, r in zip(queries, results)]
-    if args.output:
+    return write_rows([r.to_json(q) for q, r in zip(queries, results)], args.output)
+
+
+def write_rows(rows: list[dict[str, Any]], output: str | None) -> int:
+    """The predictions to ``output`` (JSONL), or to stdout one JSON line each."""
+    if output:
         from .examples import write_jsonl
-        write_jsonl(args.output, rows)
+        write_jsonl(output, rows)
         failed = sum(r["tool_calls"] is None for r in rows)
-        print(f"route: {len(rows)} predictions -> {args.output} ({failed} failed)", file=sys.stderr)
+        print(f"route: {len(rows)} predictions -> {output} ({failed} failed)", file=sys.stderr)
     else:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))

@@ -1,0 +1,178 @@
+"""Several processes, one per GPU: the one place that starts them and that tells a process its place.
+
+Training on N GPUs is data parallel (DDP) through accelerate: every process runs the same
+``python -m toolforge train`` on its own GPU and its own share of each batch, and their gradients are
+averaged. Three equivalent ways to start it::
+
+    python -m toolforge train --config ARM --gpus 2      # relaunches itself as the next line
+    accelerate launch --multi_gpu --num_processes 2 -m toolforge train --config ARM
+    torchrun --nproc_per_node 2 -m toolforge train --config ARM
+
+Both launchers set RANK, LOCAL_RANK and WORLD_SIZE in each process; ``Place`` reads them, so the
+training job knows which GPU is its own and that only rank 0 writes the run folder.
+
+``route --input`` on a machine with several GPUs spreads the file over them in the same spirit:
+one ``route`` process per GPU on a contiguous shard, the predictions put back in input order
+(``route_in_shards``).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where this process stands among those a launcher started (rank 0 of 1 when started alone)."""
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files, logs to W&B and prints the summaries."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def device(self, device: str) -> str:
+        """This process's own GPU under a launcher (``cuda`` -> ``cuda:<local_rank>``): a model placed on
+        plain ``cuda`` or with ``device_map="auto"`` would put every process's copy on GPU 0."""
+        if self.distributed and device == "cuda":
+            return f"cuda:{self.local_rank}"
+        return device
+
+
+def place(environ: Mapping[str, str] | None = None) -> Place:
+    """This process's place, from the variables torchrun and accelerate launch set."""
+    env = os.environ if environ is None else environ
+    return Place(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1)))
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+class LaunchError(RuntimeError):
+    """Several processes were asked for and cannot be started here (e.g. fewer GPUs than asked)."""
+
+
+def check_gpus(asked: int, present: int | None = None) -> None:
+    """Fail with a clear message when ``asked`` processes (one per GPU) cannot each get a GPU here."""
+    present = gpu_count() if present is None else present
+    if asked > present:
+        raise LaunchError(f"gpus: {asked} asked, {present} CUDA GPU{'s' if present != 1 else ''} here "
+                          f"(one process per GPU); use gpus: {max(present, 1)}")
+
+
+def accelerate_command(toolforge_argv: Sequence[str], processes: int) -> list[str]:
+    """``accelerate launch`` of ``python -m toolforge <argv>`` in ``processes`` processes on this machine.
+
+    Every option accelerate would otherwise default (with a warning each) is given; mixed precision is
+    "no" here because the Trainer sets it from the arm; port 0 picks a free port, so that two launches
+    on one machine never collide. Without a GPU the processes fall back to the CPU and gloo (the tests).
+    """
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+            "-m", "toolforge", *toolforge_argv]
+
+
+def launch(toolforge_argv: Sequence[str], processes: int, env: Mapping[str, str] | None = None) -> int:
+    """Run ``python -m toolforge <argv>`` in ``processes`` processes (accelerate launch, DDP) and wait;
+    their output goes to this process's. Returns the exit status (non-zero when any process failed)."""
+    command = accelerate_command(toolforge_argv, processes)
+    print(f"launch: {processes} processes: accelerate launch --num_processes {processes} -m toolforge "
+          f"{' '.join(toolforge_argv)}", flush=True)
+    return subprocess.run(command, env=dict(os.environ if env is None else env)).returncode
+
+
+def train_in_processes(arm, argv: Sequence[str] = ()) -> dict[str, Any]:
+    """Train ``arm`` in ``arm.gpus`` processes and return its metrics, read from the run folder rank 0
+    wrote. For a notebook (the 02 notebook on a 2x T4 Kaggle machine): the kernel only starts the
+    processes, holds no model and no GPU memory, and reads the result."""
+    import json
+
+    from .config import dump_yaml
+
+    check_gpus(arm.gpus)
+    with tempfile.TemporaryDirectory(prefix="toolforge-launch-") as folder:
+        config = Path(folder) / f"{arm.name}.yaml"
+        dump_yaml(arm, config)
+        status = launch(["train", "--config", str(config), *argv], arm.gpus)
+    if status != 0:
+        raise LaunchError(f"training in {arm.gpus} processes failed (exit {status}); the output above says why")
+    return json.loads((arm.run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+# -- route --input over several GPUs ---------------------------------------------------------------
+SHARDED_OPTIONS = ("--input", "--output", "--device")
+MODEL_ROUTERS = ("model", "zero_shot")
+
+
+def without_options(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """``argv`` with each option in ``names`` and its value removed (``--name value`` and ``--name=value``)."""
+    out: list[str] = []
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in names:
+            skip = True
+        elif token.split("=", 1)[0] not in names:
+            out.append(token)
+    return out
+
+
+def shard_bounds(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges covering 0..n, sizes differing by at most one (none empty unless n < parts)."""
+    size, extra = divmod(n, parts)
+    bounds, start = [], 0
+    for i in range(parts):
+        end = start + size + (i < extra)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def route_devices(router: str, device: str | None, present: int | None = None) -> list[str]:
+    """The GPUs a ``route --input`` run spreads over: every GPU here when there are two or more, the
+    router runs a model, and no --device was given; otherwise none (one process, as before)."""
+    present = gpu_count() if present is None else present
+    if router not in MODEL_ROUTERS or device or present < 2:
+        return []
+    return [f"cuda:{i}" for i in range(present)]
+
+
+def route_in_shards(route_argv: Sequence[str], queries: Sequence[str], devices: Sequence[str]) -> list[dict[str, Any]]:
+    """Route ``queries`` with one ``python -m toolforge route`` process per device, each on a contiguous
+    shard, all at once; returns their prediction rows in input order.
+
+    ``route_argv`` is the route command's own argv; its --input, --output and --device are replaced
+    per worker. A worker that fails fails the whole call (``LaunchError``, with its exit status).
+    """
+    from .examples import iter_jsonl, write_jsonl
+
+    devices = list(devices)[:max(1, len(queries))]
+    common = without_options(route_argv, SHARDED_OPTIONS)
+    with tempfile.TemporaryDirectory(prefix="toolforge-route-") as folder:
+        workers = []
+        for i, ((start, end), device) in enumerate(zip(shard_bounds(len(queries), len(devices)), devices)):
+            shard, out = Path(folder) / f"shard{i}.jsonl", Path(folder) / f"shard{i}.out.jsonl"
+            write_jsonl(shard, [{"query": q} for q in queries[start:end]])
+            argv = [sys.executable, "-m", "toolforge", "route", *common,
+                    "--input", str(shard), "--output", str(out), "--device", device]
+            workers.append((device, out, subprocess.Popen(argv)))
+        failed = [(device, proc.wait()) for device, _, proc in workers]
+        failed = [(device, status) for device, status in failed if status != 0]
+        if failed:
+            raise LaunchError("route workers failed: " + ", ".join(f"{d} (exit {s})" for d, s in failed))
+        return [row for _, out, _ in workers for _, row in iter_jsonl(out)]
