@@ -17,9 +17,10 @@
 # The fine-tuned router (`model`) and the baselines a user would consider instead, all through the same
 # interface and the same checks: a keyword/regex router in the style of the reference's `classify_query`
 # (`heuristic`), nearest neighbours over the train split with all-MiniLM-L6-v2 (`embedding`, tools only,
-# no arguments), and the base model prompted with the tools before fine-tuning (`zero_shot`). Each runs on
-# the generated `test` split, on `hard_test` (chains and edge cases) and on `human_eval` (written by hand,
-# never trained on). From a shell the same evaluation is
+# no arguments), the base model prompted with the tools before fine-tuning (`zero_shot`), and the libraries
+# a user would pick instead of fine-tuning, on the same encoder (`semantic_router`, `setfit`: tools only).
+# Each runs on the generated `test` split, on `hard_test` (chains and edge cases) and on `human_eval` and
+# `human_eval_2` (written by hand, never trained on). From a shell the same evaluation is
 # `python -m toolforge evaluate --run runs/<arm>`.
 
 # %% [markdown]
@@ -30,33 +31,36 @@
 from IPython.display import Image, Markdown, display
 
 from toolforge.config import config_from_namespace
-from toolforge.evaluate import EvaluateParams, errors_markdown, evaluate, summary_table
+from toolforge.evaluate import EvalConfig, errors_markdown, evaluate, summary_table
 from toolforge.notebooks import repo_relative
 
 _before = set(globals())
 
 # %% [markdown]
-# Parameters (papermill overrides them: `-p arm gemma270m-full`). On a CPU the default evaluates a seeded
-# sample of 20 examples per split (the same sample for every router), which takes a few minutes on 2
-# cores; on a GPU it evaluates every example. Set `max_examples_per_split = 0` for all of them anywhere.
+# Parameters: the fields of `EvalConfig` (the `evaluate` command's options), `None` meaning "auto"
+# (papermill overrides them: `-p arm gemma270m-full`). This notebook evaluates the main job's arm. On a CPU
+# "auto" evaluates a seeded sample of 20 examples per split (the same sample for every router), which takes
+# a few minutes on 2 cores; on a GPU every example. Set `max_examples = 0` for all of them anywhere.
 
 # %% tags=["parameters"]
-arm = "gemma270m-cpu-demo"     # the run to evaluate: runs/<arm>/
-run_dir = ""                   # "" = runs/<arm>/; without a run there, only the baselines are evaluated
-routers = ["model", "heuristic", "embedding", "zero_shot"]
-splits = ["test", "hard_test", "human_eval"]
-max_examples_per_split = -1    # 0 = all; -1 = auto: all on a GPU, 20 on a CPU
-data_dir = ""                  # "" = the dataset folder (data/)
-out_dir = ""                   # "" = <run_dir>/eval/
-device = ""                    # "" = cuda when available, else cpu
-batch_size = -1                # queries per batch (throughput figure); -1 = auto: 64 on a GPU, 8 on a CPU
-latency_samples = -1           # queries timed one at a time per split; -1 = auto: 50 on a GPU, 3 on a CPU
+arm = "gemma270m-cpu-demo"     # the run to evaluate: runs/<arm>/; without a run there, only the baselines
+run_dir = None                 # or the run folder itself (it must exist); None = runs/<arm>/
+routers = None                 # None = all: model, heuristic, embedding, zero_shot, semantic_router, setfit
+splits = ["test", "hard_test", "human_eval", "human_eval_2"]  # a split without a file is skipped
+max_examples = None            # per split; 0 = all; None = auto: all on a GPU, 20 on a CPU
+data_dir = None                # None = the dataset folder (data/)
+out_dir = None                 # None = <run>/eval/
+device = None                  # None = cuda when available, else cpu
+batch_size = None              # queries per batch (throughput figure); None = auto: 64 on a GPU, 8 on a CPU
+latency_samples = None         # queries timed one at a time per split; None = auto: 50 on a GPU, 3 on a CPU
+seed = 0                       # the sampling seed
 
 # %% [markdown]
-# Check the parameters and resolve the defaults: which run, which routers, how many examples.
+# Check the parameters (an unknown name or a wrong type fails here, naming it) and resolve "auto": which
+# run, which routers, how many examples, where the results go.
 
 # %%
-config = config_from_namespace(EvaluateParams, globals(), _before).to_config()
+config = config_from_namespace(EvalConfig, globals(), _before).resolved()
 print(f"routers {config.routers} on {config.splits}, "
       f"{config.max_examples or 'all'} examples per split -> {repo_relative(config.output)}")
 

@@ -1,10 +1,11 @@
 """evaluate writes results.json (the ablation's contract), summary.md, plots and errors for a tiny run."""
+import dataclasses
 import json
 
 import pytest
 
-from toolforge.config import ConfigError, from_dict
-from toolforge.evaluate import EvalConfig, EvaluateParams, errors_markdown, evaluate, main
+from toolforge.config import ConfigError, config_from_namespace, from_dict
+from toolforge.evaluate import SPLITS, EvalConfig, build_parser, errors_markdown, evaluate, main
 from toolforge.inference import torch_threads
 
 W = {"name": "weather", "arguments": {"location": "Paris"}}
@@ -19,7 +20,7 @@ ROWS = {
 }
 CONTRACT_KEYS = {"tool_accuracy", "argument_exact_match", "no_tool_precision", "no_tool_recall", "chain_exact_match",
                  "valid_json_rate", "schema_valid_rate", "unknown_tool_rate", "latency_p50_ms", "latency_p95_ms",
-                 "throughput_qps", "n", "per_tool", "argument_f1"}
+                 "throughput_qps", "n", "per_tool", "argument_f1", "fit_seconds"}
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +71,41 @@ def test_evaluate_cli_baselines_only_and_bad_arguments(tmp_path, data_dir, capsy
     assert main(["--routers", "model", "--out", str(out)]) == 2  # the model router needs --run
     assert "run_dir" in capsys.readouterr().err
     assert main(["--routers", "heuristic"]) == 2  # nowhere to write
+    assert main(["--run", str(tmp_path / "missing"), "--routers", "heuristic"]) == 2  # issue 9: a run that is not there
+    assert "no run at" in capsys.readouterr().err
 
 
-def test_notebook_parameters_skip_a_missing_run(tmp_path, data_dir):
-    params = EvaluateParams(arm="no-such-arm", run_dir=str(tmp_path / "missing"), data_dir=str(data_dir),
-                            out_dir=str(tmp_path / "eval"), max_examples_per_split=-1, device="cpu")
-    config = params.to_config()
+def test_a_missing_split_is_skipped_and_said(tmp_path, data_dir, capsys):
+    results = evaluate(from_dict(EvalConfig, {"routers": ["heuristic"], "splits": ["test", "human_eval_2"],
+                                              "data_dir": str(data_dir), "out_dir": str(tmp_path)}))
+    assert list(results["heuristic"]) == ["test"]
+    assert "split human_eval_2 skipped" in capsys.readouterr().err
+    assert "human_eval_2.jsonl not found" in (tmp_path / "summary.md").read_text()
+
+
+def test_notebook_parameters_skip_a_missing_run(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("TOOLFORGE_RUNS", str(tmp_path / "runs"))  # no run of that arm, whatever this machine holds
+    params = {"arm": "no-such-arm", "data_dir": str(data_dir), "out_dir": str(tmp_path / "eval"),
+              "max_examples": None, "device": "cpu"}
+    config = config_from_namespace(EvalConfig, params, set()).resolved()
     assert "model" not in config.routers and config.max_examples == 20 and config.latency_samples == 3
     assert config.batch_size == 8
+    assert config.resolved() == config  # resolving twice changes nothing
     with pytest.raises(ConfigError, match="routers"):
-        EvaluateParams(routers=["magic"], out_dir=str(tmp_path)).to_config()
+        from_dict(EvalConfig, {"routers": ["magic"], "out_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match="unknown key"):
+        config_from_namespace(EvalConfig, {"max_examples_per_split": 5}, set())
+
+
+def test_the_cli_and_the_notebook_share_one_set_of_defaults():
+    assert from_dict(EvalConfig, vars(build_parser().parse_args([]))) == EvalConfig()
+    args = vars(build_parser().parse_args(["--run", "r", "--routers", "heuristic,embedding", "--max-examples", "5"]))
+    assert args == {"run_dir": "r", "routers": ["heuristic", "embedding"], "max_examples": 5}
+    assert EvalConfig().splits == list(SPLITS) and "human_eval_2" in SPLITS
+
+
+def test_notebook_parameters_cell_holds_the_config_fields():
+    from toolforge.notebooks import NOTEBOOKS_DIR, parameter_names, read_notebook
+
+    names = parameter_names(read_notebook(NOTEBOOKS_DIR / "03_evaluate.py"))
+    assert names == {f.name for f in dataclasses.fields(EvalConfig)}

@@ -26,13 +26,13 @@ from typing import Any
 
 from .arm import ArmConfig, load_arm
 from .config import ConfigError, load_config, to_dict
+from .evaluate import SPLITS
 from .kaggle import secret_to_env
 from .notebooks import NotebookError, arm_parameters, parse_key_values, run_notebook
 from .paths import REPO_ROOT, runs_dir
 from .registry import load_registry
 from .train import wandb_enabled  # the same rule as training: WANDB_API_KEY, or WANDB_MODE online/offline
 
-SPLITS = ("test", "hard_test", "human_eval")
 DETAIL_SPLIT = "test"  # the split of the table's argument / no-tool / chain columns
 FAILED_FILE = "FAILED.txt"
 

@@ -1,8 +1,8 @@
 """Evaluate routers on the held-out splits: metrics, plots, an error table and a summary.
 
-``python -m toolforge evaluate --run runs/<arm> [--routers model,heuristic,embedding,zero_shot]
-[--splits test,hard_test,human_eval] [--max-examples N] [--out DIR]`` writes to ``runs/<arm>/eval/``
-(or ``--out``):
+``python -m toolforge evaluate [--run runs/<arm> | --arm NAME] [--routers model,heuristic,...]
+[--splits test,hard_test,human_eval,human_eval_2] [--max-examples N] [--out DIR]`` (one option per
+field of ``EvalConfig``, which is also 03_evaluate's parameters) writes to ``<run>/eval/`` (or ``--out``):
 
 - results.json: ``{router: {split: {metric: value, ..., "per_tool": {...}}}}`` (toolforge.metrics);
 - summary.md: the comparison table across routers and splits, and what was skipped and why;
@@ -16,114 +16,124 @@ separately, one query at a time after a warm-up, on the first ``latency_samples`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import random
 import sys
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import dump_yaml, from_dict
-from .examples import BadLine, Example, read_examples, write_jsonl
-from .metrics import compute_metrics, confusion, names
+from .config import ConfigError, dump_yaml, from_dict
+from .examples import BadLine, Example, read_examples, seeded_sample, write_jsonl
+from .metrics import compute_metrics, confusion, same_tools
 from .registry import load_registry
 from .router import ROUTER_NAMES, BaseRouter, RouterUnavailable, make_router
 
-SPLITS = ("test", "hard_test", "human_eval")
-# What the notebook evaluates on a CPU when left to choose: four routers on three splits then take a few
-# minutes on 2 cores (the zero-shot base model, which rambles to the token cap, most). Small batches,
-# because a batch decodes until its longest answer ends.
-CPU_SAMPLE, CPU_LATENCY_SAMPLES, CPU_BATCH = 20, 3, 8
+# The held-out splits every evaluation and ablation reports, in this order; a split whose file is not
+# in the data folder is skipped with a note (human_eval_2, the second hand-written set, is newer).
+SPLITS = ("test", "hard_test", "human_eval", "human_eval_2")
+# Routers fitted on the data folder's train (and val) split: they are told where it is.
+FITTED_ON_TRAIN = ("embedding", "semantic_router", "setfit")
+# The "auto" choices per device. On a CPU, four routers on every split take a few minutes on 2 cores
+# with a seeded sample of 20 examples per split (the zero-shot base model, which rambles to the token
+# cap, most); small batches, because a batch decodes until its longest answer ends.
+AUTO = {"cpu": {"max_examples": 20, "batch_size": 8, "latency_samples": 3},
+        "cuda": {"max_examples": 0, "batch_size": 64, "latency_samples": 50}}
 HEADLINE = (("tool_accuracy", "tool acc"), ("argument_exact_match", "arg EM"), ("argument_f1", "arg F1"),
             ("no_tool_precision", "no-tool P"), ("no_tool_recall", "no-tool R"), ("chain_exact_match", "chain EM"),
             ("valid_json_rate", "valid JSON"), ("schema_valid_rate", "schema ok"),
             ("unknown_tool_rate", "unknown tool"), ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
-            ("throughput_qps", "q/s"), ("n", "n"))
+            ("throughput_qps", "q/s"), ("fit_seconds", "fit s"), ("n", "n"))
+
+
+def _option(default: Any, help: str, **kwargs) -> Any:
+    """A field with its help line (the CLI's --help shows it)."""
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
 
 
 @dataclass
 class EvalConfig:
-    run_dir: str = ""              # runs/<arm>/ with the trained model; "" = baselines only
-    routers: list[str] = field(default_factory=lambda: list(ROUTER_NAMES))
-    splits: list[str] = field(default_factory=lambda: list(SPLITS))
-    max_examples: int = 0          # per split; 0 = all (a seeded sample otherwise, the same for every router)
-    data_dir: str = ""             # "" = toolforge.paths.data_dir()
-    out_dir: str = ""              # "" = <run_dir>/eval
-    device: str = ""               # "" = cuda when available, else cpu
-    batch_size: int = 32
-    latency_samples: int = 50      # queries timed one by one per split (after one warm-up)
-    seed: int = 0
+    """What to evaluate and how: 03_evaluate's ``parameters`` and the ``evaluate`` command's options.
+
+    ``None`` means "auto", and ``resolved()`` is the one place that decides it for this machine.
+    """
+    arm: str | None = _option(None, "the run to evaluate by name: runs/<arm>/; none: baselines only")
+    run_dir: str | None = _option(None, "or the run folder itself (it must exist); default: runs/<arm>/")
+    routers: list[str] | None = _option(None, f"comma-separated, from {','.join(ROUTER_NAMES)}; "
+                                              "default: all, the model only where the run exists")
+    splits: list[str] = _option(SPLITS, "comma-separated; a split without a file in the data folder is skipped")
+    max_examples: int | None = _option(None, "per split, a seeded sample (the same for every router); 0 = all; "
+                                             "default: all on a GPU, 20 on a CPU")
+    data_dir: str | None = _option(None, "the dataset folder; default: $TOOLFORGE_DATA, Kaggle input or data/")
+    out_dir: str | None = _option(None, "output folder; default: <run>/eval/ (needed without a run)")
+    device: str | None = _option(None, "default: cuda when available, else cpu")
+    batch_size: int | None = _option(None, "queries per batch (the q/s figure); default: 64 on a GPU, 8 on a CPU")
+    latency_samples: int | None = _option(None, "queries timed one at a time per split, after a warm-up; "
+                                                "default: 50 on a GPU, 3 on a CPU")
+    seed: int = _option(0, "the sampling seed")
 
     def validate(self) -> None:
-        from .config import ConfigError
-
-        unknown = sorted(set(self.routers) - set(ROUTER_NAMES))
+        unknown = sorted(set(self.routers or ()) - set(ROUTER_NAMES))
         if unknown:
             raise ConfigError(f"routers: unknown {unknown}; expected some of {list(ROUTER_NAMES)}")
-        if "model" in self.routers and not self.run_dir:
-            raise ConfigError("routers: 'model' needs run_dir (the trained run); leave it out to evaluate baselines only")
-        if not self.run_dir and not self.out_dir:
-            raise ConfigError("out_dir: needed when no run_dir is given")
-        if self.max_examples < 0 or self.latency_samples < 0 or self.batch_size <= 0:
-            raise ConfigError("max_examples and latency_samples must be >= 0 and batch_size > 0")
+        if not self.splits:
+            raise ConfigError("splits: needs at least one split")
+        for key in ("max_examples", "latency_samples"):
+            if (getattr(self, key) or 0) < 0:
+                raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        if self.batch_size is not None and self.batch_size <= 0:
+            raise ConfigError(f"batch_size: must be positive, got {self.batch_size}")
+
+    def resolved(self) -> "EvalConfig":
+        """A copy with every "auto" decided: the run folder, the routers, the output folder and the
+        per-device sizes (resolving twice changes nothing). Raises ConfigError when the run named by run_dir is missing, when the model
+        router is asked for without a run, or when there is nowhere to write."""
+        from .model import default_device
+        from .paths import data_dir, runs_dir
+
+        run = Path(self.run_dir) if self.run_dir else runs_dir() / self.arm if self.arm else None
+        if self.run_dir and not run.is_dir():
+            raise ConfigError(f"run_dir: no run at {run}")
+        has_run = run is not None and run.is_dir()
+        routers = list(self.routers) if self.routers is not None else \
+            [r for r in ROUTER_NAMES if r != "model" or has_run]
+        if "model" in routers and not has_run:
+            raise ConfigError(f"routers: 'model' needs a trained run: none at {run}" if run else
+                              "routers: 'model' needs a trained run: give run_dir (or arm)")
+        if not self.out_dir and not has_run:
+            raise ConfigError("out_dir: needed when there is no run to write into" + (f" (none at {run})" if run else ""))
+        device = self.device or default_device()
+        auto = AUTO["cuda" if device.startswith("cuda") else "cpu"]
+        return dataclasses.replace(
+            self, run_dir=str(run) if has_run else None, routers=routers, device=device,
+            data_dir=str(data_dir(self.data_dir)), out_dir=self.out_dir or str(run / "eval"),
+            **{key: value if getattr(self, key) is None else getattr(self, key) for key, value in auto.items()})
 
     @property
     def output(self) -> Path:
-        return Path(self.out_dir) if self.out_dir else Path(self.run_dir) / "eval"
-
-
-@dataclass
-class EvaluateParams:
-    """03_evaluate's parameters (its ``parameters`` cell holds these names and defaults)."""
-    arm: str = "gemma270m-cpu-demo"  # the run to evaluate: runs/<arm>/ (unless run_dir is given)
-    run_dir: str = ""                 # "" = runs/<arm>/; the model router is skipped when it does not exist
-    routers: list[str] = field(default_factory=lambda: list(ROUTER_NAMES))
-    splits: list[str] = field(default_factory=lambda: list(SPLITS))
-    max_examples_per_split: int = -1  # 0 = all; -1 = auto: all on a GPU, 20 on a CPU
-    data_dir: str = ""                # "" = the dataset folder (data/)
-    out_dir: str = ""                 # "" = <run_dir>/eval/
-    device: str = ""                  # "" = cuda when available, else cpu
-    batch_size: int = -1              # -1 = auto: 64 on a GPU, 8 on a CPU
-    latency_samples: int = -1         # queries timed one by one per split; -1 = auto: 50 on a GPU, 3 on a CPU
-
-    def to_config(self) -> EvalConfig:
-        from .model import default_device
-        from .paths import runs_dir
-
-        on_gpu = (self.device or default_device()).startswith("cuda")
-        run_dir = self.run_dir or str(runs_dir() / self.arm)
-        routers = list(self.routers)
-        if "model" in routers and not Path(run_dir).is_dir():
-            print(f"evaluate: no run at {run_dir}: the model router is skipped")
-            routers.remove("model")
-            run_dir = run_dir if self.out_dir else ""
-        out_dir = self.out_dir or ("" if run_dir else str(runs_dir() / "baselines" / "eval"))
-        return from_dict(EvalConfig, {
-            "run_dir": run_dir, "routers": routers, "splits": list(self.splits),
-            "max_examples": self.max_examples_per_split if self.max_examples_per_split >= 0 else (0 if on_gpu else CPU_SAMPLE),
-            "data_dir": self.data_dir, "out_dir": out_dir, "device": self.device,
-            "batch_size": self.batch_size if self.batch_size > 0 else (64 if on_gpu else CPU_BATCH),
-            "latency_samples": self.latency_samples if self.latency_samples >= 0 else (50 if on_gpu else CPU_LATENCY_SAMPLES)},
-            "03_evaluate parameters")
+        """The output folder (of a resolved config)."""
+        return Path(self.out_dir)
 
 
 def load_split(path: Path, max_examples: int = 0, seed: int = 0) -> tuple[list[Example], list[BadLine]]:
     """The examples of a split (bad lines reported, not fatal), sampled down to ``max_examples``."""
     errors: list[BadLine] = []
     examples = read_examples(path, strict=False, errors=errors)
-    if 0 < max_examples < len(examples):
-        keep = sorted(random.Random(seed).sample(range(len(examples)), max_examples))
-        examples = [examples[i] for i in keep]
-    return examples, errors
+    return seeded_sample(examples, max_examples, seed), errors
 
 
-def build_router(kind: str, config: EvalConfig, data_path: Path) -> BaseRouter:
+def build_router(kind: str, config: EvalConfig) -> BaseRouter:
     if kind in ("model", "zero_shot"):
         return make_router(kind, config.run_dir if kind == "model" else None,
-                           device=config.device or None, batch_size=config.batch_size)
-    if kind == "embedding":
-        return make_router(kind, train_path=data_path / "train.jsonl", val_path=data_path / "val.jsonl")
+                           device=config.device, batch_size=config.batch_size)
+    if kind in FITTED_ON_TRAIN:
+        data = Path(config.data_dir)
+        return make_router(kind, train_path=data / "train.jsonl", val_path=data / "val.jsonl")
     return make_router(kind)
 
 
@@ -142,34 +152,44 @@ def evaluate_router(router: BaseRouter, examples: list[Example], config: EvalCon
                               [r.error_kind for r in results], tools=tools,
                               extracts_arguments=router.extracts_arguments, produces_text=router.produces_text,
                               latencies_ms=latencies, throughput_qps=throughput)
+    # Training or fitting time, for routers that learn from the train split (measured when they fit).
+    metrics["fit_seconds"] = getattr(router, "fit_seconds", None)
     return metrics, results
 
 
-def evaluate(config: EvalConfig) -> dict[str, dict[str, dict[str, Any]]]:
-    """Run every router on every split and write the report files; returns results.json's content."""
-    from .paths import data_dir
-
-    config.validate()
-    out = config.output
-    out.mkdir(parents=True, exist_ok=True)
-    data_path = data_dir(config.data_dir or None)
-    tools = load_registry().names
+def load_splits(config: EvalConfig, notes: list[str]) -> dict[str, list[Example]]:
+    """The (sampled) examples of each split that exists; a missing split or bad line becomes a note."""
     splits: dict[str, list[Example]] = {}
-    notes: list[str] = []
     for split in config.splits:
-        path = data_path / f"{split}.jsonl"
+        path = Path(config.data_dir) / f"{split}.jsonl"
         if not path.is_file():
             notes.append(f"split {split}: {path} not found, skipped")
+            print(f"evaluate: split {split} skipped: {path} not found", file=sys.stderr)
             continue
         splits[split], bad = load_split(path, config.max_examples, config.seed)
         notes += [f"split {split}: skipped bad line {b}" for b in bad]
     if not splits:
-        raise FileNotFoundError(f"none of the splits {config.splits} exist in {data_path}")
+        raise FileNotFoundError(f"none of the splits {config.splits} exist in {config.data_dir}")
+    return splits
+
+
+def evaluate(config: EvalConfig) -> dict[str, dict[str, dict[str, Any]]]:
+    """Run every router on every split and write the report files; returns results.json's content."""
+    from .paths import runs_dir
+
+    config = config.resolved()
+    out = config.output
+    out.mkdir(parents=True, exist_ok=True)
+    tools = load_registry().names
+    notes: list[str] = []
+    if config.arm and not config.run_dir:
+        notes.append(f"router model: not evaluated: arm {config.arm!r} has no run in {runs_dir()}")
+    splits = load_splits(config, notes)
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
     errors: list[dict[str, Any]] = []
     for kind in config.routers:
-        router = build_router(kind, config, data_path)
+        router = build_router(kind, config)
         try:
             router.load()
         except RouterUnavailable as e:
@@ -200,7 +220,7 @@ def error_rows(kind: str, split: str, examples: list[Example], routed, check_arg
     """Every answer that is wrong: wrong tools, a failure, or (where arguments are extracted) wrong arguments."""
     rows = []
     for ex, r in zip(examples, routed):
-        wrong_tools = names(r.tool_calls) != names(ex.tool_calls)
+        wrong_tools = not same_tools(ex.tool_calls, r.tool_calls)
         if wrong_tools or (check_arguments and r.tool_calls != ex.tool_calls):
             rows.append({"router": kind, "split": split, "id": ex.id, "query": ex.query, "expected": ex.tool_calls,
                          "predicted": r.tool_calls, "error": r.error or ("wrong tools" if wrong_tools else "wrong arguments"),
@@ -233,16 +253,14 @@ def summary_markdown(results, config: EvalConfig, notes: list[str]) -> str:
 
     import torch
 
-    from .model import default_device
-
-    device = config.device or default_device()
-    where = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else \
+    where = torch.cuda.get_device_name(0) if config.device.startswith("cuda") and torch.cuda.is_available() else \
         f"CPU ({platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()})"
     text = [f"# Evaluation{': ' + Path(config.run_dir).name if config.run_dir else ' (baselines)'}", "",
             summary_table(results), "",
             f"Measured on {where}. Percentages of the split's examples; `n/a`: not applicable (no chain in the "
-            "split; argument and schema metrics of the embedding router, which emits tool names only; JSON "
-            "validity of routers that write no text). Latency: one query at a time, "
+            "split; argument and schema metrics of routers that pick tools only (embedding, semantic_router, "
+            "setfit); JSON validity of routers that write no text; fitting time of routers that learn nothing "
+            "from the data or whose time is not measured here). Latency: one query at a time, "
             f"{config.latency_samples} queries per split after a warm-up; q/s: batched ({config.batch_size} a batch).",
             "", "Per-tool F1 and every other figure: results.json. Wrong answers: errors.jsonl."]
     if config.max_examples:
@@ -323,26 +341,34 @@ def errors_markdown(out_dir: str | Path, router: str, limit: int = 5) -> str:
 
 # -- command line -----------------------------------------------------------------------------
 
+# The short flags the README and scripts use, beside the ones named after the fields.
+CLI_ALIASES = {"run_dir": "--run", "out_dir": "--out"}
+
+
+def _cli_type(hint: Any):
+    """The argparse type of a field: a list is comma-separated; ``X | None`` is X."""
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is list:
+        return lambda text: [part.strip() for part in text.split(",") if part.strip()]
+    return hint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One option per EvalConfig field; an option not given keeps the dataclass's default."""
+    p = argparse.ArgumentParser(prog="python -m toolforge evaluate", description=__doc__.split("\n\n")[0],
+                                argument_default=argparse.SUPPRESS)
+    hints = typing.get_type_hints(EvalConfig)
+    for f in dataclasses.fields(EvalConfig):
+        flags = [f"--{f.name.replace('_', '-')}", *([CLI_ALIASES[f.name]] if f.name in CLI_ALIASES else [])]
+        p.add_argument(*flags, dest=f.name, type=_cli_type(hints[f.name]), help=f.metadata["help"])
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m toolforge evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", default="", help="run folder runs/<arm>/ (needed for the model router)")
-    p.add_argument("--routers", help=f"comma-separated, from {','.join(ROUTER_NAMES)} "
-                                     "(default: all with --run, the baselines without)")
-    p.add_argument("--splits", default=",".join(SPLITS))
-    p.add_argument("--max-examples", type=int, default=0, help="per split; 0 = all")
-    p.add_argument("--out", default="", help="output folder (default: <run>/eval)")
-    p.add_argument("--data-dir", default="")
-    p.add_argument("--device", default="")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--latency-samples", type=int, default=50)
-    args = p.parse_args(argv)
-    routers = args.routers.split(",") if args.routers else [r for r in ROUTER_NAMES if args.run or r != "model"]
+    args = build_parser().parse_args(argv)
     try:
-        config = from_dict(EvalConfig, {
-            "run_dir": args.run, "routers": routers, "splits": args.splits.split(","),
-            "max_examples": args.max_examples, "out_dir": args.out, "data_dir": args.data_dir,
-            "device": args.device, "batch_size": args.batch_size, "latency_samples": args.latency_samples},
-            "evaluate")
+        config = from_dict(EvalConfig, vars(args), "evaluate").resolved()
         evaluate(config)
     except (ValueError, FileNotFoundError) as e:
         print(f"evaluate: {e}", file=sys.stderr)

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
 
 from .registry import Registry, load_registry
 
 SOURCES = ("template", "teacher", "human")
 NO_TOOL, CHAIN = "no_tool", "chain"
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,6 +52,16 @@ def category_of(tool_calls: list[dict[str, Any]]) -> str:
     if len(tool_calls) > 1:
         return CHAIN
     return tool_calls[0]["name"]
+
+
+def seeded_sample(items: list[T], n: int, seed: int) -> list[T]:
+    """``n`` items drawn at random with ``seed``, kept in their original order; all of them when n is 0
+    or not smaller than the list. The same seed and list give the same sample (training's data-size
+    arms and evaluation's per-split samples both draw this way)."""
+    if n <= 0 or n >= len(items):
+        return items
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
 
 
 class BadLine(ValueError):

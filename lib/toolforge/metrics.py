@@ -26,26 +26,26 @@ import re
 from collections import Counter
 from typing import Any, Sequence
 
+from .examples import category_of
+from .registry import tool_names
+
 Calls = list[dict[str, Any]]
 
 # Kinds of router failure (RouteResult.error_kind). The first two are output that did not parse.
 PARSE_FAILURES = ("invalid_json", "bad_format")
 UNKNOWN_TOOL = "unknown_tool"
 SCHEMA_INVALID = "schema_invalid"
-NO_TOOL, CHAIN, INVALID = "no_tool", "chain", "invalid"
+INVALID = "invalid"  # the confusion-matrix class of a failure
 
 
-def names(calls: Calls | None) -> tuple[str, ...] | None:
-    return None if calls is None else tuple(c["name"] for c in calls)
+def same_tools(expected: Calls, predicted: Calls | None) -> bool:
+    """The predicted sequence of tool names is the expected one (a failure never is)."""
+    return predicted is not None and tool_names(expected) == tool_names(predicted)
 
 
 def category(calls: Calls | None) -> str:
-    """The confusion-matrix class: a tool's name, no_tool, chain, or invalid (a failure)."""
-    if calls is None:
-        return INVALID
-    if not calls:
-        return NO_TOOL
-    return CHAIN if len(calls) > 1 else calls[0]["name"]
+    """The confusion-matrix class: an example's category (``examples.category_of``), or invalid (a failure)."""
+    return INVALID if calls is None else category_of(calls)
 
 
 def _fraction(hits: int, total: int) -> float | None:
@@ -53,12 +53,12 @@ def _fraction(hits: int, total: int) -> float | None:
 
 
 def tool_accuracy(expected: Sequence[Calls], predicted: Sequence[Calls | None]) -> float | None:
-    return _fraction(sum(names(e) == names(p) for e, p in zip(expected, predicted)), len(expected))
+    return _fraction(sum(same_tools(e, p) for e, p in zip(expected, predicted)), len(expected))
 
 
 def chain_exact_match(expected: Sequence[Calls], predicted: Sequence[Calls | None]) -> float | None:
     pairs = [(e, p) for e, p in zip(expected, predicted) if len(e) > 1]
-    return _fraction(sum(names(e) == names(p) for e, p in pairs), len(pairs))
+    return _fraction(sum(same_tools(e, p) for e, p in pairs), len(pairs))
 
 
 def argument_exact_match(expected: Sequence[Calls], predicted: Sequence[Calls | None]) -> float | None:
@@ -114,7 +114,7 @@ def per_tool(expected: Sequence[Calls], predicted: Sequence[Calls | None],
     """Precision/recall/F1 per tool name; a tool's calls count as a multiset within an example."""
     counts: dict[str, list[int]] = {t: [0, 0, 0] for t in tools or []}
     for e, p in zip(expected, predicted):
-        want, got = Counter(names(e)), Counter(names(p) or ())
+        want, got = Counter(tool_names(e)), Counter(tool_names(p or []))
         for tool in set(want) | set(got):
             hit = min(want[tool], got[tool])
             c = counts.setdefault(tool, [0, 0, 0])
