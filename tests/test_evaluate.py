@@ -109,3 +109,14 @@ def test_notebook_parameters_cell_holds_the_config_fields():
 
     names = parameter_names(read_notebook(NOTEBOOKS_DIR / "03_evaluate.py"))
     assert names == {f.name for f in dataclasses.fields(EvalConfig)}
+
+
+def test_seeded_sample_draws_what_evaluation_and_training_drew_before():
+    import random
+
+    from toolforge.examples import seeded_sample
+
+    items = list(range(100))
+    before = [items[i] for i in sorted(random.Random(7).sample(range(100), 10))]  # load_split's and train.subset's code
+    assert seeded_sample(items, 10, 7) == before
+    assert seeded_sample(items, 0, 7) == items and seeded_sample(items, 100, 7) == items
