@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -15,12 +17,14 @@
 # # 01 · Generate: the dataset
 #
 # The router learns from examples `{"query", "tool_calls"}`. This notebook makes them: seeded templates
-# over wide slot pools with realistic noise (every tool, no tool, chains of 2-3 calls), optionally a
+# composed from intent families x registers (questions, commands, indirect, voice, keywords, context,
+# polite, rude, non-native, other languages) x slot pools x realistic noise (every tool, no tool, chains
+# of 2-3 calls over every ordered pair of tools), optionally a
 # teacher model's labels, then one builder validates every call against the tool registry, removes
 # exact and near duplicates, takes out a `hard_test` split of chains and edge cases, and splits the rest
 # train/val/test stratified by category. `human_eval.jsonl` is written by hand and never trained on.
 # The same seed gives byte-identical files; from a shell the same run is
-# `python -m toolforge generate --n 5000 --seed 0`.
+# `python -m toolforge generate --n 10000 --seed 0`.
 
 # %% [markdown]
 # The library does the work; this cell only imports it and notes the names that exist before the
@@ -40,7 +44,7 @@ _before = set(globals())
 # repository root.
 
 # %% tags=["parameters"]
-n_examples = 5000        # template examples to generate (before hard_test and the splits)
+n_examples = 10000       # template examples to generate (before hard_test and the splits)
 seed = 0                 # seeds generation and splitting: the same seed gives identical files
 use_teacher = "auto"     # "auto": distil from a teacher only when its API keys exist; "on" / "off"
 teacher_queries = 1000   # queries the teacher writes and labels when it runs

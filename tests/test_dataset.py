@@ -5,7 +5,8 @@ from collections import Counter
 
 import pytest
 
-from toolforge.dataset import (SPLITS, GenerateConfig, build_dataset, data_card, main, run, write_dataset)
+from toolforge.dataset import (OTHER_HUMAN_SETS, SPLITS, GenerateConfig, build_dataset, data_card, human_keys, main,
+                               run, write_dataset)
 from toolforge.examples import CHAIN, NO_TOOL, BadLine, Example, read_examples
 from toolforge.paths import REPO_ROOT
 from toolforge.registry import load_registry
@@ -31,6 +32,8 @@ def test_no_near_duplicate_across_splits_or_with_human_eval(small_build):
 def test_committed_splits_do_not_leak():
     splits = {name: read_examples(DATA / f"{name}.jsonl") for name in (*SPLITS, "human_eval")}
     keys = {name: {normalize(e.query) for e in rows} for name, rows in splits.items()}
+    for other in OTHER_HUMAN_SETS:  # hand-written sets still being written: their queries' keys only
+        keys[other] = human_keys([DATA / other])
     for a, b in itertools.combinations(keys, 2):
         assert not keys[a] & keys[b], (a, b)
 
@@ -42,6 +45,18 @@ def test_generated_queries_that_near_duplicate_human_eval_are_dropped(tmp_path):
     built = build_dataset(planted + generate(200, progress=False), human_eval=HUMAN_EVAL)
     assert built.report.human_eval_overlap == 2
     assert not {"p1", "p2"} & {e.id for e in built.all_examples}
+
+
+def test_queries_near_a_second_human_set_are_dropped_even_while_it_is_being_written(tmp_path):
+    human = tmp_path / "human_eval.jsonl"
+    human.write_bytes(HUMAN_EVAL.read_bytes())
+    generated = generate(300, seed=7, progress=False)
+    _write_lines(tmp_path / OTHER_HUMAN_SETS[0], [json.dumps({"query": generated[0].query.upper() + "!"}),
+                                                  json.dumps({"query": "  " + generated[1].query}), '{"query": "half a li'])
+    built = build_dataset(generated, human_eval=human)
+    kept = {e.id for e in built.all_examples}
+    assert generated[0].id not in kept and generated[1].id not in kept
+    assert built.report.human_eval_overlap >= 2
 
 
 def test_split_is_stratified_and_hard_test_holds_chains_and_edge_cases(small_build):
@@ -56,7 +71,7 @@ def test_split_is_stratified_and_hard_test_holds_chains_and_edge_cases(small_bui
     assert Counter(e.category for e in hard)[CHAIN] > 0 and Counter(e.category for e in hard)[NO_TOOL] > 0
     for kind in ("chain3", "hard_negative", "policy", "non_english", "typos"):
         assert tags[kind] > 0, kind
-    assert 0.03 < len(hard) / len(small_build.all_examples) < 0.15
+    assert 0.03 < len(hard) / len(small_build.all_examples) < 0.2
 
 
 def _write_lines(path, lines):

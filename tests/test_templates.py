@@ -1,4 +1,6 @@
-"""The template generator: coverage of the registry, canonical labels, noise, determinism, proportions."""
+"""The template generator: families x registers, chains over every tool pair, canonical labels, noise,
+determinism, proportions."""
+import itertools
 import json
 import math
 import random
@@ -11,7 +13,7 @@ import pytest
 from toolforge.examples import CHAIN, NO_TOOL
 from toolforge.registry import DEFAULT_REGISTRY_PATH, load_registry
 from toolforge.templates import UNITS, generate, load_pools, load_templates, normalize
-from toolforge.templates.generator import render
+from toolforge.templates.generator import CLAUSE_FORMS, render
 from toolforge.templates.slots import TEMPLATE_DIR
 from toolforge.templates.noise import add_noise
 
@@ -24,11 +26,23 @@ def default_set():
     return generate(progress=False)
 
 
-def test_every_tool_has_at_least_40_phrasings():
-    counts = TEMPLATES.phrasing_counts()
+def test_every_tool_has_10_families_and_no_tool_15():
+    counts = TEMPLATES.family_counts()
     assert set(counts) == set(REG.names) | {NO_TOOL, CHAIN}
     for tool in REG.names:
-        assert counts[tool] >= 40, f"{tool} has only {counts[tool]} phrasings"
+        assert counts[tool] >= 10, f"{tool} has only {counts[tool]} intent families"
+    assert counts[NO_TOOL] >= 15
+    for tool, n in TEMPLATES.phrasing_counts().items():
+        assert n >= 40, f"{tool} has only {n} phrasings"
+
+
+def test_every_tool_has_hard_negatives():
+    """For every tool, families that use its words but need another tool or none."""
+    confused = {f.confuses for f in TEMPLATES.families if f.confuses}
+    assert confused == set(REG.names)
+    for family in TEMPLATES.families:
+        if family.confuses:
+            assert "hard_negative" in family.tags and family.confuses not in [t for t, _ in family.calls], family.id
 
 
 def test_pools_are_wide():
@@ -42,29 +56,82 @@ def test_pools_are_wide():
 def test_every_template_renders_valid_calls_with_all_slots_filled():
     pools = load_pools()
     rng = random.Random(0)
-    for category, templates in TEMPLATES.by_category.items():
-        for template in templates:
-            for _ in range(3):
-                draft = render(rng, template, pools)
-                query = "".join(text for text, _ in draft.segments)
-                assert not re.search(r"\{\w+\}", query), (template.id, query)
-                assert REG.check_calls(draft.calls) is None, (template.id, REG.check_calls(draft.calls))
-                expected = NO_TOOL if not draft.calls else CHAIN if len(draft.calls) > 1 else draft.calls[0]["name"]
-                assert category in (expected, CHAIN), template.id
+    for category, families in TEMPLATES.by_category.items():
+        for family in families:
+            for register in TEMPLATES.registers_for(family):
+                for _ in range(3):
+                    draft = render(rng, family, register, pools, TEMPLATES.contexts)
+                    query = "".join(text for text, _ in draft.segments)
+                    assert not re.search(r"\{\w+\}", query), (family.id, query)
+                    assert REG.check_calls(draft.calls) is None, (family.id, REG.check_calls(draft.calls))
+                    expected = NO_TOOL if not draft.calls else CHAIN if len(draft.calls) > 1 else draft.calls[0]["name"]
+                    assert category == expected, family.id
 
 
 def test_default_set_covers_the_registry_and_validates(default_set):
-    assert len(default_set) >= 5000
+    assert len(default_set) >= 10000
     assert all(REG.check_calls(e.tool_calls) is None for e in default_set)
     categories = Counter(e.category for e in default_set)
     assert set(categories) == set(REG.names) | {NO_TOOL, CHAIN}
-    assert categories[NO_TOOL] / len(default_set) >= 0.12
-    assert categories[CHAIN] / len(default_set) >= 0.10
+    assert categories[NO_TOOL] / len(default_set) >= 0.15
+    assert categories[CHAIN] / len(default_set) >= 0.20
     chains = [e for e in default_set if e.category == CHAIN]
-    assert any(len(e.tool_calls) == 3 for e in chains)
-    assert sum(len({c["name"] for c in e.tool_calls}) < len(e.tool_calls) for e in chains) >= 50  # same tool twice
+    assert sum(len(e.tool_calls) == 3 for e in chains) >= 200
+    assert sum(len({c["name"] for c in e.tool_calls}) < len(e.tool_calls) for e in chains) >= 200  # same tool twice
     for tool in REG.names:  # at least 40 distinct phrasings of every tool are in use
         assert len({e.meta["template"] for e in default_set if e.category == tool}) >= 40, tool
+
+
+def test_every_family_and_register_is_used(default_set):
+    families = Counter(f for e in default_set for f in e.meta["family"].split("+"))
+    assert {f.id for f in TEMPLATES.families} <= set(families), sorted({f.id for f in TEMPLATES.families} - set(families))
+    registers = Counter(e.meta["register"] for e in default_set)
+    assert set(TEMPLATES.registers) <= set(registers)
+    for name in TEMPLATES.registers:
+        assert registers[name] >= 100, (name, registers[name])
+
+
+def test_every_ordered_pair_of_tools_occurs_in_a_chain(default_set):
+    pairs = Counter((a["name"], b["name"]) for e in default_set if len(e.tool_calls) == 2
+                    for a, b in [e.tool_calls])
+    for pair in itertools.product(REG.names, repeat=2):  # distinct tools and same-tool repeats
+        assert pairs[pair] >= 5, (pair, pairs[pair])
+    connectors = {e.meta["register"] for e in default_set if e.meta["register"].startswith("connector2.")}
+    assert len(TEMPLATES.connectors[2]) >= 20 and len(connectors) == len(TEMPLATES.connectors[2])
+
+
+def test_chain_parts_that_refer_back_and_urls_read_before_another_tool(default_set):
+    chains = [e for e in default_set if e.category == CHAIN]
+    there = [e for e in chains if e.meta["family"] == "chains.weather_then_time_there"]
+    assert sum(bool(re.search(r"\bthere\b", e.query.lower())) for e in there) >= 20  # a typo may hit "there"
+    assert all(e.tool_calls[1]["arguments"]["timezone"] == e.tool_calls[0]["arguments"]["location"] for e in there)
+    url_first = [e for e in chains if e.tool_calls[0]["name"] == "web_reader" and e.tool_calls[1]["name"] != "web_reader"]
+    assert len(url_first) >= 100
+    reversed_order = [e for e in chains if re.search(r"but first|before that", e.query.lower())]
+    assert len(reversed_order) >= 50
+
+
+def test_every_datetime_action_occurs(default_set):
+    actions = Counter(c["arguments"]["action"] for e in default_set for c in e.tool_calls if c["name"] == "datetime")
+    enum = REG["datetime"].parameters["properties"]["action"]["enum"]
+    for action in enum:
+        assert actions[action] >= 20, (action, actions[action])
+    adds = [c["arguments"] for e in default_set for c in e.tool_calls if c["name"] == "datetime"
+            and c["arguments"]["action"] == "add"]
+    assert any(a["amount"] < 0 for a in adds) and any("date" in a for a in adds)
+
+
+def test_policy_classes_from_outside_sets_are_covered(default_set):
+    """Travel advisories and reviews go to web_search, questions to the assistant to no tool,
+    indirect translation requests to translate."""
+    def calls_for(pattern):
+        return [e.tool_calls for e in default_set if re.search(pattern, e.query.lower())]
+    assert all(c and c[0]["name"] == "web_search" for c in calls_for(r"travel advisory|safe to travel to \w")
+               if len(c) == 1)
+    assert len(calls_for(r"safe to travel|travel warnings")) >= 20
+    assert len([e for e in default_set if e.meta["family"] == "no_tool.about_assistant"]) >= 30
+    assert len([e for e in default_set if e.meta["family"] == "translate.indirect_speakers"]) >= 30
+    assert len([e for e in default_set if e.meta["family"] == "web_search.reviews"]) >= 30
 
 
 def test_keys_are_unique_and_ids_sequential(default_set):
@@ -72,10 +139,10 @@ def test_keys_are_unique_and_ids_sequential(default_set):
     assert [e.id for e in default_set] == [f"tpl-{i:05d}" for i in range(len(default_set))]
 
 
-def test_hard_negatives_mention_tool_words_but_call_nothing(default_set):
-    hard = [e for e in default_set if "hard_negative" in e.meta.get("tags", ())]
-    assert len(hard) >= 100 and all(e.tool_calls == [] for e in hard)
-    tool_words = re.compile(r"weather|calculat|translat|wikipedia|dictionary|convert|time|url|search|date")
+def test_hard_negatives_mention_tool_words_but_call_another_tool_or_none(default_set):
+    hard = [e for e in default_set if "hard_negative" in e.meta.get("tags", ()) and e.category != CHAIN]
+    assert len(hard) >= 300 and sum(e.tool_calls == [] for e in hard) >= 150
+    tool_words = re.compile(r"weather|calculat|translat|wikipedia|dictionary|convert|time|url|search|date|safe|visa")
     assert sum(bool(tool_words.search(e.query.lower())) for e in hard) >= len(hard) // 3
 
 
@@ -156,8 +223,8 @@ def test_adding_a_tool_is_a_registry_entry_and_a_templates_file(tmp_path):
         load_templates(registry, template_dir)
     (template_dir / "stock_quote.yaml").write_text(
         "pools:\n  ticker: [AAPL, MSFT, NVDA, TSLA]\n"
-        "groups:\n  - calls: [{stock_quote: {ticker: '{ticker}'}}]\n"
-        "    phrasings: ['{ticker} quote', 'price of {ticker} stock', 'how is {ticker} trading']\n")
+        "families:\n  - name: quote\n    calls: [{stock_quote: {ticker: '{ticker}'}}]\n"
+        "    kw: ['{ticker} quote', 'price of {ticker} stock']\n    ask: ['how is {ticker} trading']\n")
     examples = generate(600, registry=registry, progress=False, template_dir=template_dir)
     assert Counter(e.category for e in examples)["stock_quote"] > 0
     assert all(registry.check_calls(e.tool_calls) is None for e in examples)

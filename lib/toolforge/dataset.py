@@ -1,10 +1,10 @@
 """The dataset builder and the ``generate`` command.
 
-    python -m toolforge generate [--n 5000] [--seed 0] [--out data] [--teacher auto|on|off] [--extra FILE ...]
+    python -m toolforge generate [--n 10000] [--seed 0] [--out data] [--teacher auto|on|off] [--extra FILE ...]
 
 It merges sources (templates, teacher label files, any extra file in the example format), validates
 every call against the registry (invalid ones are dropped and their reasons counted), removes exact and
-near duplicates (same ``normalize``d query) and anything that near-duplicates a human_eval query, takes
+near duplicates (same ``normalize``d query) and anything that near-duplicates a hand-written query, takes
 out a hard_test split (chains and edge cases), splits the rest train/val/test stratified by category,
 and writes the splits and a data card. Every step is seeded: the same inputs give identical files.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import ConfigError, from_dict
-from .examples import CHAIN, NO_TOOL, BadLine, Example, read_examples, write_jsonl
+from .examples import CHAIN, NO_TOOL, BadLine, Example, iter_jsonl, read_examples, write_jsonl
 from .paths import KAGGLE_INPUT, REPO_ROOT, data_dir
 from .registry import Registry, load_registry, tool_names
-from .templates import GENERATOR_RULES, UNITS, generate, load_pools, load_templates, normalize
+from .templates import DEFAULT_N, GENERATOR_RULES, UNITS, generate, load_pools, load_templates, normalize
 
 SPLITS = ("train", "val", "test", "hard_test")
 VAL_SHARE = TEST_SHARE = 0.10
@@ -30,13 +30,15 @@ VAL_SHARE = TEST_SHARE = 0.10
 HARD_TEST_KINDS = ("chain3", "chain", "hard_negative", "policy", "non_english", "typos")
 HARD_TEST_SHARE, HARD_TEST_CAP = 0.3, 70
 HUMAN_EVAL = "human_eval.jsonl"
+# Further hand-written sets beside human_eval.jsonl: never trained on, so their near-duplicate keys are banned too.
+OTHER_HUMAN_SETS = ("human_eval_2.jsonl",)
 DATA_CARD = "DATA_CARD.md"
 KAGGLE_WORKING_DATA = Path("/kaggle/working/data")  # where the dataset goes on Kaggle (inputs are read-only)
 
 
 @dataclass
 class GenerateConfig:
-    n_examples: int = 5000            # template examples to generate
+    n_examples: int = DEFAULT_N       # template examples to generate (templates.DEFAULT_N)
     seed: int = 0                     # seeds generation and splitting: same seed, same files
     use_teacher: str = "auto"         # "auto": distil only when teacher keys exist; "on" / "off"
     teacher_queries: int = 1000       # queries to send the teacher when it runs
@@ -65,7 +67,7 @@ class BuildReport:
     bad_lines: list[BadLine] = field(default_factory=list)   # unreadable lines of extra files
     exact_duplicates: int = 0
     near_duplicates: int = 0
-    human_eval_overlap: int = 0                              # dropped: near-duplicate of a human_eval query
+    human_eval_overlap: int = 0                              # dropped: near-duplicate of a hand-written query
     teacher_agreement: dict[str, float | int] | None = None
 
 
@@ -177,16 +179,26 @@ def stratified_split(examples: list[Example], rng: random.Random) -> dict[str, l
     return splits
 
 
+def human_keys(paths: Iterable[str | Path]) -> set[str]:
+    """The near-duplicate keys of every query in hand-written sets (their labels are not needed here,
+    so a set still being written, with a bad line, does not stop a build)."""
+    return {normalize(obj["query"]) for path in paths if Path(path).exists() for _, obj in iter_jsonl(path)
+            if isinstance(obj, dict) and isinstance(obj.get("query"), str)}
+
+
 def build_dataset(template_examples: Iterable[Example], extra_files: Iterable[str | Path] = (),
                   human_eval: str | Path | None = None, registry: Registry | None = None, seed: int = 0,
                   strict: bool = False) -> Dataset:
-    """Merge, validate, deduplicate and split. ``human_eval`` (a path) is read strictly: it is hand-written."""
+    """Merge, validate, deduplicate and split. ``human_eval`` (a path) is read strictly: it is hand-written.
+    No generated query near-duplicates it or the other hand-written sets beside it (OTHER_HUMAN_SETS)."""
     registry = registry or load_registry()
     report = BuildReport()
     examples = read_sources(template_examples, extra_files, registry, report, strict=strict)
     report.teacher_agreement = teacher_agreement(examples)
     human = read_examples(human_eval, registry) if human_eval else []
-    examples = deduplicate(examples, report, banned_keys={normalize(e.query) for e in human})
+    others = [Path(human_eval).with_name(name) for name in OTHER_HUMAN_SETS] if human_eval else []
+    banned = {normalize(e.query) for e in human} | human_keys(others)
+    examples = deduplicate(examples, report, banned_keys=banned)
     rng = random.Random(seed)
     hard, rest = take_hard_test(examples, rng)
     splits = stratified_split(rest, rng)
@@ -244,7 +256,7 @@ def summary(dataset: Dataset) -> str:
     lines = [f"splits: {sizes}; human_eval {len(dataset.human_eval)}",
              f"sources: {dict(sorted(r.sources.items()))}",
              f"dropped: {sum(r.invalid.values())} invalid, {r.exact_duplicates} exact duplicates, "
-             f"{r.near_duplicates} near duplicates, {r.human_eval_overlap} near human_eval queries"]
+             f"{r.near_duplicates} near duplicates, {r.human_eval_overlap} near hand-written queries"]
     lines += [f"  invalid x{n}: {reason}" for reason, n in r.invalid.most_common(10)]
     if r.teacher_agreement is not None:
         a = r.teacher_agreement
@@ -272,6 +284,14 @@ def data_card(dataset: Dataset, command: str = "python -m toolforge generate", r
         agreement = (f"On {a['overlap']} queries labelled by both (same normalised query): same tool sequence "
                      f"{a['same_tools']:.1%}, identical calls {a['same_calls']:.1%}.")
     units = _table(["dimension", "canonical units"], [[d, ", ".join(u)] for d, u in UNITS.items()])
+    family_rows = [[cat, len(fams), sum(f.phrasing_count for f in fams),
+                    ", ".join(sorted({f.confuses for f in fams if f.confuses})) or "-"]
+                   for cat, fams in templates.by_category.items()]
+    generated = [e for e in dataset.all_examples if e.source == "template"]
+    chain_share = sum(e.category == CHAIN for e in generated) / max(1, len(generated))
+    pairs = {(a["name"], b["name"]) for e in generated for a, b in zip(e.tool_calls, e.tool_calls[1:])}
+    n_tools = len(registry.names)
+    pairs_seen = sum(a != b for a, b in pairs)
     rules = "\n".join(f"- **{k}**: {v}" for k, v in GENERATOR_RULES.items())
     return f"""# ToolForge data card
 
@@ -289,7 +309,7 @@ surface noise applied and the edge-case tags.
 {_count_table("category", with_human, lambda e: [e.category])}
 
 human_eval.jsonl is written by hand (source "human"), never used for training, and no generated query
-near-duplicates it. No two splits share a near-duplicate query (key: lower case, punctuation other than
+near-duplicates it or the other hand-written sets ({", ".join(OTHER_HUMAN_SETS)}). No two splits share a near-duplicate query (key: lower case, punctuation other than
 arithmetic operators removed, whitespace collapsed, polite prefixes and fillers removed). Its queries
 carry tags for what they test:
 
@@ -308,7 +328,7 @@ carry tags for what they test:
 {_table(["dropped as invalid (reason)", "count"], drop_rows)}
 
 Exact duplicates removed: {r.exact_duplicates}. Near duplicates removed: {r.near_duplicates}.
-Removed as near-duplicates of human_eval queries: {r.human_eval_overlap}. Unreadable lines in extra files: {len(r.bad_lines)}.
+Removed as near-duplicates of hand-written queries (human_eval and {", ".join(OTHER_HUMAN_SETS)}): {r.human_eval_overlap}. Unreadable lines in extra files: {len(r.bad_lines)}.
 
 Teacher/template agreement: {agreement}
 
@@ -328,11 +348,21 @@ copied verbatim into labels (translate text, URLs, written expressions) are neve
 
 {_count_table("noise", splits, lambda e: e.meta.get("noise") or ["(none)"], total=False)}
 
-## Templates and pools
+## Templates: families x registers x slots x noise
 
-{_table(["category", "phrasings"], [[c, n] for c, n in templates.phrasing_counts().items()])}
+Each template query is one intent family (its own frames and calls) said in one register, with slot values
+from the pools and surface noise. Hard negatives are families that use a tool's words but need another
+tool or none (column "hard negatives for": the tools whose words they use).
 
-Chains also join 2 or 3 single-tool queries with {len(templates.connectors.get(2, []))} two-call and {len(templates.connectors.get(3, []))} three-call connectors.
+{_table(["category", "families", "phrasings", "hard negatives for"], family_rows)}
+
+{_count_table("register", splits, lambda e: [e.meta["register"]] if e.source == "template" and e.category != CHAIN else [], total=False)}
+
+Chains: {chain_share:.1%} of the template examples. Written as one request (chains.yaml families, such as parts
+that refer back: "... and what time is it there") or composed: one clause per call, in a plan that covers
+every ordered pair of distinct tools ({pairs_seen} of {n_tools * (n_tools - 1)} pairs occur), same-tool repeats and
+triples, joined by {len(templates.connectors.get(2, []))} two-call and {len(templates.connectors.get(3, []))} three-call connectors (some name the
+calls out of run order: "X, but first Y").
 
 {_table(["pool", "size"], pool_sizes)}
 

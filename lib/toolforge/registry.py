@@ -7,7 +7,6 @@ to Gemini ``FunctionDeclaration``s.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -119,12 +118,10 @@ class Registry:
         ]
 
     def describe(self, style: str = "signatures") -> str:
-        """Tool list for a system prompt: 'signatures' (one compact line per tool) or 'json'."""
-        if style == "signatures":
-            return "\n".join(t.signature() for t in self.tools.values())
-        if style == "json":
-            return json.dumps(self.to_openai_tools(), ensure_ascii=False)
-        raise ValueError(f"unknown tool description style {style!r}; use 'signatures' or 'json'")
+        """Tool list for a system prompt: one compact line per tool (the only style)."""
+        if style != "signatures":
+            raise ValueError(f"unknown tool description style {style!r}; use 'signatures'")
+        return "\n".join(t.signature() for t in self.tools.values())
 
     def label_policy(self) -> str:
         """The label policy as markdown, for the data card."""

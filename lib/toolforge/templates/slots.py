@@ -223,6 +223,71 @@ FRAMES["any_date"] = _date_frame(dt.date(1900, 1, 1), dt.date(2035, 12, 31))
 
 
 @frame
+def tz_place(rng, p):
+    """A place whose timezone is asked (the label keeps the name as written, capitalised)."""
+    return {"tz": pick(rng, p["timezone_city"] + p["timezone_region"])}
+
+
+def clock_text(rng: random.Random, hour: int, minute: int) -> str:
+    """How people write a clock time: '3pm', '3:30 pm', '15:00', 'noon'."""
+    if (hour, minute) == (12, 0) and rng.random() < 0.3:
+        return "noon"
+    if (hour, minute) == (0, 0) and rng.random() < 0.5:
+        return "midnight"
+    if rng.random() < 0.35:
+        return f"{hour:02d}:{minute:02d}" if rng.random() < 0.7 else f"{hour}:{minute:02d}"
+    h12, half = hour % 12 or 12, "am" if hour < 12 else "pm"
+    hm = f"{h12}" if minute == 0 and rng.random() < 0.7 else f"{h12}:{minute:02d}"
+    return hm + pick(rng, [half, " " + half, " " + half.upper(), half.upper()])
+
+
+@frame
+def time_convert(rng, p):
+    """A clock time in one zone asked in another: 'time' is HH:MM (24 h)."""
+    hour, minute = rng.randint(0, 23), rng.choice([0, 0, 0, 15, 30, 30, 45, rng.randint(0, 59)])
+    a, b = pick_distinct(rng, p["timezone_city"] + p["timezone_abbrev"], 2)
+    return {"time_text": clock_text(rng, hour, minute), "time": f"{hour:02d}:{minute:02d}", "tz": a, "tz2": b}
+
+
+_UNIT_RANGES = {"days": (2, 400), "weeks": (2, 52), "months": (2, 36), "years": (2, 30)}
+
+
+def _duration(rng: random.Random, units: tuple[str, ...]) -> dict[str, Any]:
+    unit = rng.choice(units)
+    n = rng.randint(*_UNIT_RANGES[unit]) if rng.random() < 0.9 else 1
+    word = unit if n != 1 else unit[:-1]
+    n_text = str(n) if n != 1 or rng.random() < 0.5 else pick(rng, ["a", "one"])
+    return {"n": n, "neg": -n, "unit": unit, "span": f"{n_text} {word}"}
+
+
+@frame
+def duration(rng, p):
+    """'45 days', 'a week', '3 months' from or before today: add's amount (or -amount) and unit."""
+    return _duration(rng, ("days", "days", "weeks", "months", "years"))
+
+
+@frame
+def short_duration(rng, p):
+    """A duration of days or weeks: for the weekday of a relative date."""
+    return _duration(rng, ("days", "days", "weeks"))
+
+
+@frame
+def duration_from_date(rng, p):
+    out = _duration(rng, ("days", "weeks", "months", "years"))
+    return {**out, **FRAMES["any_date"](rng, p)}
+
+
+@frame
+def two_dates(rng, p):
+    """Two dates in order, for between; 'unit_name' is what the user asks for ('days' is the default)."""
+    d1 = dt.date(1990, 1, 1) + dt.timedelta(days=rng.randint(0, 14000))
+    d2 = d1 + dt.timedelta(days=rng.randint(5, 4000))
+    return {"date": d1.isoformat(), "date_text": date_text(rng, d1), "end_date": d2.isoformat(),
+            "date2_text": date_text(rng, d2)}
+
+
+@frame
 def holiday(rng, p):
     name = pick(rng, p["holiday"])
     month, day = p["holiday"][name]
@@ -307,6 +372,19 @@ for _native in ("es", "fr", "de"):
 
 
 @frame
+def people_text(rng, p):
+    """Indirect translation: 'how would a German say ...' names the language through its speakers."""
+    who = pick(rng, p["speakers"])
+    return {"text": pick(rng, p.phrases), "who": who, "code": p["speakers"][who]}
+
+
+@frame
+def foreign_text(rng, p):
+    """A phrase in another language whose meaning is asked: translate into English."""
+    return {"text": pick(rng, p["foreign_phrase"]), "code": "en"}
+
+
+@frame
 def word_lang(rng, p):
     code, name = _language(rng, p, exclude=("en",))
     # "text_word": copied into translate's text, so noise never re-cases it (noise.VERBATIM_SLOTS)
@@ -319,8 +397,8 @@ _VALUE_RANGES = {"temperature": (-40, 500), "length": (1, 5000), "mass": (1, 500
                  "speed": (5, 300), "data": (1, 4000), "time": (1, 1000)}
 
 
-def _conversion(rng: random.Random, p: Pools, n_targets: int) -> dict[str, Any]:
-    dim = pick(rng, p.units)
+def _conversion(rng: random.Random, p: Pools, n_targets: int, dim: str | None = None) -> dict[str, Any]:
+    dim = dim or pick(rng, p.units)
     units = pick_distinct(rng, sorted(p.units[dim]), 1 + n_targets)
     lo, hi = _VALUE_RANGES[dim]
     value = with_thousands(rng, number(rng, lo, hi, decimals=1))
@@ -336,6 +414,17 @@ def _conversion(rng: random.Random, p: Pools, n_targets: int) -> dict[str, Any]:
 @frame
 def conversion(rng, p):
     return _conversion(rng, p, 1)
+
+
+def _dimension_frame(*dims: str) -> Frame:
+    """A conversion within one of ``dims`` (a dimension listed twice is drawn twice as often)."""
+    def draw(rng, p):
+        return _conversion(rng, p, 1, dim=pick(rng, list(dims)))
+    return draw
+
+
+for _dim in ("temperature", "length", "mass", "volume", "speed", "data"):
+    FRAMES[f"conversion_{_dim}"] = _dimension_frame(_dim)
 
 
 @frame
