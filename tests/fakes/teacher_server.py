@@ -7,6 +7,10 @@ the oracle does not know). Every request is recorded.
 
 Behaviours: answer, text, bad_tool, bad_args, bad_json_args (OpenAI only), 429_minute, 429_day,
 400, 401, 500, 503, malformed (a 200 whose body is not JSON), slow (answers after ``slow_s``).
+
+``admit(n)`` lets only the next ``n`` requests through and holds every later one, unanswered, until
+``release()``: a test can then act on a client that is certainly mid-run, waiting on a request,
+with exactly ``n`` answers given, whatever the machine's load.
 """
 from __future__ import annotations
 
@@ -46,6 +50,9 @@ class FakeServer:
         self._synth_count = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self.admitted: int | None = None  # requests still let through; None: all
+        self.held = 0                     # requests held so far (never answered before release())
+        self._released = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, port: int = 0) -> "FakeServer":
@@ -74,6 +81,7 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._httpd:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -82,6 +90,31 @@ class FakeServer:
     def url(self) -> str:
         assert self._httpd is not None
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    # -- holding requests -----------------------------------------------------------------------
+    def admit(self, n: int) -> None:
+        """Answer the next ``n`` requests only; hold the ones after them until ``release()``."""
+        with self._lock:
+            self.admitted = n
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let every request through again (held ones get a 503: their client has gone)."""
+        with self._lock:
+            self.admitted = None
+        self._released.set()
+
+    def _hold(self) -> bool:
+        """True (after ``release()``) for a request that came when no more were admitted."""
+        with self._lock:
+            if self.admitted is None:
+                return False
+            if self.admitted > 0:
+                self.admitted -= 1
+                return False
+            self.held += 1
+        self._released.wait()
+        return True
 
     # -- behaviour ------------------------------------------------------------------------------
     def _default_synth(self, prompt: str, k: int) -> list[str]:
@@ -106,6 +139,8 @@ class FakeServer:
             return "answer"
 
     def respond(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if self._hold():
+            return 503, {}, json.dumps(self.error_body(503, None)).encode()
         key, model, query, tools = self.parse(path, headers, body)
         behaviour = self.choose(key, model, query)
         with self._lock:

@@ -57,13 +57,20 @@ class SlotError(Exception):
 
     kind: 'transient' (per-minute 429, 5xx, timeout, unreadable body: back off, retry the job),
     'daily' (daily quota: the slot is dead until the quota resets), 'dead' (bad key, unknown
-    model: dead for this run) or 'refused' (a 400 about this request: the job fails, the slot is
-    fine; --resume asks again). ``retry_after`` is the server's own delay in seconds, if given.
+    model: dead for this run), 'unreachable' (connection refused, DNS failure: no answer can come
+    from waiting, so the slot is dead for this run; when every slot is, the run stops at once) or
+    'refused' (a 400 about this request: the job fails, the slot is fine; --resume asks again).
+    ``retry_after`` is the server's own delay in seconds, if given.
     """
 
     def __init__(self, kind: str, reason: str, retry_after: float | None = None):
         super().__init__(reason)
         self.kind, self.reason, self.retry_after = kind, reason, retry_after
+
+
+def unreachable(url: str, error: BaseException) -> SlotError:
+    """The SlotError for a request that could not connect to ``url`` at all."""
+    return SlotError("unreachable", f"cannot connect to {url} ({error or type(error).__name__})")
 
 
 class Backend(Protocol):

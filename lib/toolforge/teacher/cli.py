@@ -3,19 +3,25 @@
   teacher label --input QUERIES.jsonl --output LABELS.jsonl [--resume] [--models m1,m2]
   teacher synth --output QUERIES.jsonl --n N [--per-tool K] [--existing data/train.jsonl ...] [--resume]
 
-Exit codes: 0 done, 2 usage error, 3 every slot dead (resumable), 4 incomplete (some queries failed
-or too few new queries; resumable), 130 interrupted (resumable).
+Exit codes: 0 done, 2 usage error, 3 every slot dead (quotas, keys, models; resumable), 4 incomplete
+(some queries failed or too few new queries; resumable), 5 the teacher cannot be reached (connection
+refused or DNS failure on every slot: stopped at once; resumable), 130 interrupted (resumable).
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..config import ConfigError, load_config
 from ..examples import BadLine
 from ..registry import load_registry
 from .backend import TeacherConfig
 from .label import label_file
+from .pool import EXIT_INTERRUPTED
 from .store import OutputExists
 from .synth import STYLES, synth_file
 
@@ -66,8 +72,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C (SIGINT) interrupts the run even when it was inherited as ignored: a script's
+    background job (``cmd &``), nohup and many CI runners start commands that way, and the run would
+    otherwise go on to the end. A run stopped by SIGINT saves its work and exits 130 (resumable)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    with interruptible():
+        try:
+            return _run(args)
+        except KeyboardInterrupt:  # before or after the run loop, which handles its own
+            print(f"teacher {args.action}: interrupted; run again with --resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     fields = {f: getattr(args, f) for f in ("backend", "models", "base_url", "api_version", "timeout_s",
                                            "min_gap_s", "base_backoff_s", "max_backoff_s", "max_attempts",
                                            "workers") if getattr(args, f) is not None}

@@ -8,24 +8,26 @@ Gemini-compatible endpoint (the tests use it for a fake server).
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from typing import Any
 
 from ..registry import Registry
-from .backend import Reply, SlotError, TeacherConfig
+from .backend import Reply, SlotError, TeacherConfig, unreachable
 from .keys import Key
 
 
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """Timeouts and connection failures of httpx and httpx2 (the SDK uses either)."""
+def http_errors(name: str) -> tuple[type[BaseException], ...]:
+    """The error class ``name`` of httpx and of httpx2 (the SDK uses either): ConnectError for a
+    refused connection or a DNS failure, TransportError for those and timeouts."""
     found: list[type[BaseException]] = []
     for module in ("httpx", "httpx2"):
         try:
             mod = __import__(module)
         except ImportError:
             continue
-        found.append(mod.TransportError)
+        found.append(getattr(mod, name))
     return tuple(found)
 
 
@@ -75,7 +77,9 @@ class GeminiBackend:
         self._declarations = registry.to_gemini_declarations()
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._transport_errors = transport_errors()
+        # where the SDK sends requests (for messages): the config's URL, else the SDK's own choice
+        self.endpoint = cfg.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or "https://generativelanguage.googleapis.com"
+        self._connect_errors, self._transport_errors = http_errors("ConnectError"), http_errors("TransportError")
 
     def _client(self, key: Key | None) -> Any:
         if key is None:
@@ -99,6 +103,8 @@ class GeminiBackend:
             return client.models.generate_content(model=model, contents=contents, config=config)
         except errors.APIError as e:
             raise classify_api_error(e.code or 0, e.details, key.scrub(e.message or "")) from None
+        except self._connect_errors as e:
+            raise unreachable(self.endpoint, e) from None
         except self._transport_errors as e:
             raise SlotError("transient", f"{type(e).__name__} (timeout or connection)") from None
         except (ValueError, TypeError, KeyError, AttributeError) as e:

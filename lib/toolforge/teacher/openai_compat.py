@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from ..registry import Registry
-from .backend import Reply, SlotError, TeacherConfig
+from .backend import Reply, SlotError, TeacherConfig, unreachable
 from .keys import Key
 
 
@@ -30,6 +30,8 @@ class OpenAICompatBackend:
         headers = {"Authorization": f"Bearer {key.secret}"} if key is not None else {}
         try:
             response = self._http.post(self.url, json=body, headers=headers)
+        except httpx.ConnectError as e:  # refused, DNS failure: nothing listens there
+            raise unreachable(self.url, e) from None
         except httpx.TransportError as e:
             raise SlotError("transient", f"{type(e).__name__} (timeout or connection)") from None
         code = response.status_code

@@ -41,6 +41,7 @@ class Slot:
     ready_at: float = -math.inf     # monotonic time before which it rests (backoff)
     failures: int = 0               # consecutive transient failures, for the backoff
     dead_reason: str | None = None
+    dead_kind: str = ""             # the SlotError kind that killed it: daily, dead or unreachable
     dead_until: float = 0.0         # epoch time it comes back (math.inf: not in this run)
     requests: int = 0
     answers: int = 0
@@ -136,8 +137,8 @@ class Pool:
                 else:
                     delay = self.backoff(slot.failures)
                 slot.ready_at = self.clock() + delay
-            elif error.kind in ("daily", "dead"):
-                slot.dead_reason = error.reason
+            elif error.kind in ("daily", "dead", "unreachable"):
+                slot.dead_reason, slot.dead_kind = error.reason, error.kind
                 slot.dead_until = next_quota_reset(self.wall()) if error.kind == "daily" else math.inf
             self._cond.notify_all()
 
@@ -228,8 +229,8 @@ def run_jobs(jobs: Sequence[Any], pool: Pool, attempt: Callable[[Slot, Any], Any
     return outcome
 
 
-# Exit codes of `teacher label` / `teacher synth` (2 is a usage error).
-EXIT_DONE, EXIT_ALL_DEAD, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 3, 4, 130
+# Exit codes of `teacher label` / `teacher synth` (2 is a usage error); all but 0 are resumable.
+EXIT_DONE, EXIT_ALL_DEAD, EXIT_INCOMPLETE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 3, 4, 5, 130
 
 
 @dataclass
@@ -239,6 +240,7 @@ class RunReport:
     failed: int = 0                  # jobs given up on after max_attempts errors (resume retries them)
     dead_slots: dict[str, str] = field(default_factory=dict)  # slot label -> why
     all_dead: bool = False
+    unreachable: bool = False        # every slot died unable to connect (refused, DNS failure)
     interrupted: bool = False
     output: Path | None = None
 
@@ -250,6 +252,8 @@ class RunReport:
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
+        if self.unreachable:
+            return EXIT_UNREACHABLE
         if self.all_dead:
             return EXIT_ALL_DEAD
         return EXIT_DONE if self.complete else EXIT_INCOMPLETE
@@ -257,7 +261,9 @@ class RunReport:
     def record(self, outcome: RunOutcome, pool: Pool) -> None:
         self.failed = len(outcome.failed)
         self.all_dead, self.interrupted = outcome.all_dead, outcome.interrupted
-        self.dead_slots = {s.label: s.dead_reason or "" for s in pool.dead()}
+        dead = pool.dead()
+        self.dead_slots = {s.label: s.dead_reason or "" for s in dead}
+        self.unreachable = self.all_dead and all(s.dead_kind == "unreachable" for s in dead)
 
     def count_error(self, error: SlotError) -> None:
         self.errors[error.reason.split(" (")[0][:60]] += 1
@@ -266,7 +272,10 @@ class RunReport:
         errors = ", ".join(f"{k} {v}" for k, v in self.errors.most_common(5)) or "none"
         lines = [f"  request errors: {errors}"]
         lines += [f"  dead slot {label}: {why}" for label, why in self.dead_slots.items()]
-        if self.all_dead:
+        if self.unreachable:
+            lines.append("  the teacher cannot be reached (connection refused or DNS failure): stopped; check "
+                         "the URL, the server and the network, then run again with --resume")
+        elif self.all_dead:
             lines.append("  every slot is dead: stopped; run again with --resume once a quota resets "
                          "(daily quotas reset at midnight Pacific time) or with other keys/models")
         elif self.interrupted:
