@@ -1,8 +1,8 @@
-"""The fast decoder gives exactly greedy model.generate's tokens, alone, batched and speculating."""
+"""The fast decoder gives exactly greedy model.generate's tokens, alone and batched."""
 import pytest
 import torch
 
-from toolforge.inference import GreedyDecoder, common_prefix, draft, torch_threads
+from toolforge.inference import GreedyDecoder, common_prefix, torch_threads
 from toolforge.prompt import build_messages
 
 QUERIES = ["weather in paris?", "what is 2+2", "translate good morning to french please, and quickly", "hi"]
@@ -43,7 +43,7 @@ def frequent_token(model, prompts):
     return max(sorted({t for row in free for t in row}), key=lengths)
 
 
-@pytest.mark.parametrize("mode", ["prefix", "no_prefix", "speculative"])
+@pytest.mark.parametrize("mode", ["prefix", "no_prefix"])
 def test_decoder_matches_greedy_generate(tiny, mode):
     model, prompts = tiny
     stops = [1, 106, frequent_token(model, prompts)]
@@ -52,8 +52,7 @@ def test_decoder_matches_greedy_generate(tiny, mode):
     prefix = common_prefix(prompts[0], prompts[1]) if mode != "no_prefix" else ()
     # The tiny random model's prompts are ~290 tokens, past its sliding window of 64: the window is exercised.
     assert len(prompts[0]) > model.config.sliding_window
-    decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=12,
-                            drafts=[prompts[2][-8:]] if mode == "speculative" else None)
+    decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=12)
     assert [decoder.decode([p])[0] for p in prompts] == expected
     assert decoder.decode(prompts) == expected          # batched, left-padded after the prefix
     assert decoder.decode(prompts[::-1]) == expected[::-1]
@@ -70,10 +69,3 @@ def test_max_prompt_tokens_is_enforced(tiny):
     decoder = GreedyDecoder(model, [1], max_new_tokens=2, max_prompt_tokens=16)
     with pytest.raises(ValueError, match="max_prompt_tokens"):
         decoder.decode([prompts[0]])
-
-
-def test_draft_copies_what_followed_the_same_ngram():
-    context = [5, 6, 7, 8, 9, 6, 7]
-    assert draft(context, [], 3) == [8, 9, 6]                 # 6 7 appeared before, followed by 8 9 6
-    assert draft([1, 2, 3], [[0, 2, 3, 4, 5]], 5) == [4, 5]   # from a source when the context has none
-    assert draft([1, 2], [[7, 8]], 4) == []

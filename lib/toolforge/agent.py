@@ -6,11 +6,14 @@ The tool -> decision-type map is configurable.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
+import weakref
+from concurrent.futures import Future, TimeoutError
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .router import BaseRouter, RouteResult, Router, RouterUnavailable
 
@@ -21,6 +24,8 @@ DEFAULT_DECISION_MAP = {
     "translate": "needs_translation", "unit_converter": "needs_conversion", "web_reader": "needs_page",
     "no_tool": "direct_answer", "chain": "multi_step",
 }
+# The fallback's own budget when the model used up the timeout: the heuristic answers in a millisecond.
+FALLBACK_GRACE_S = 0.1
 
 
 @dataclass
@@ -55,24 +60,45 @@ def decide(tool_calls: list[dict[str, Any]], decision_map: dict[str, str]) -> st
     return decision_map.get(tool_calls[0]["name"], "needs_tool")
 
 
-def route_with_timeout(router: BaseRouter, query: str, timeout_s: float | None) -> RouteResult:
-    """``router.route(query)``; an exception or a timeout becomes a failed RouteResult."""
-    if timeout_s is None:
-        try:
-            return router.route(query)
-        except RouterUnavailable as e:
-            return RouteResult(None, 0.0, router.name, str(e), "unavailable")
-        except Exception as e:  # any failure of the router is a reason to fall back, not to crash the agent
-            return RouteResult(None, 0.0, router.name, f"{type(e).__name__}: {e}", "error")
-    box: list[RouteResult] = []
+def shared_router() -> Router:
+    """The process's one model router on the default run, made on first use (loaded in the background
+    by the first ``route_for_agent`` that needs it)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = Router()
+        return _SHARED
+
+
+def loading(router: BaseRouter) -> Future:
+    """The one background load of ``router``: started by the first caller, shared by all later ones
+    (a load that fails stays failed: its exception is the future's)."""
+    with _LOADS_LOCK:
+        future = _LOADS.get(router)
+        if future is None:
+            future = _LOADS[router] = Future()
+            threading.Thread(target=_run_into, args=(future, router.load), daemon=True,
+                             name=f"load {router.name}").start()
+        return future
+
+
+def within(fn: Callable[[], RouteResult], timeout_s: float | None, who: str) -> RouteResult:
+    """``fn()`` with at most ``timeout_s`` of waiting (None: no limit); an exception or the timeout
+    becomes a failed RouteResult. A call that times out runs on in its thread; its answer is dropped."""
     start = time.perf_counter()
-    worker = threading.Thread(target=lambda: box.append(route_with_timeout(router, query, None)), daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if not box:  # still running: the agent does not wait for it (the thread finishes on its own)
-        return RouteResult(None, (time.perf_counter() - start) * 1000, router.name,
-                           f"timed out after {timeout_s:g} s", "timeout")
-    return box[0]
+    future: Future = Future()
+    if timeout_s is None:
+        _run_into(future, fn)
+    else:
+        threading.Thread(target=_run_into, args=(future, fn), daemon=True, name=f"route {who}").start()
+    try:
+        return future.result(timeout=timeout_s)
+    except TimeoutError:
+        return _failed(who, start, f"timed out after {timeout_s:g} s", "timeout")
+    except RouterUnavailable as e:
+        return _failed(who, start, str(e), "unavailable")
+    except Exception as e:  # any failure of a router is a reason to fall back, not to crash the agent
+        return _failed(who, start, f"{type(e).__name__}: {e}", "error")
 
 
 def fall_back(query: str, first: RouteResult, fallback: BaseRouter) -> RouteResult:
@@ -85,27 +111,67 @@ def fall_back(query: str, first: RouteResult, fallback: BaseRouter) -> RouteResu
     return second
 
 
-def route_for_agent(query: str, router: BaseRouter | None = None, fallback: BaseRouter | None = None,
+def route_for_agent(query: Any, router: BaseRouter | None = None, fallback: BaseRouter | None = None,
                     timeout_s: float | None = None,
                     decision_map: dict[str, str] | str | Path | None = None) -> AgentDecision:
     """The router's decision for an agent, falling back to the heuristic router on any failure.
 
-    ``router`` defaults to the model router on the default run; it is loaded on first use, so call
-    ``router.load()`` at start-up if the first query must meet ``timeout_s``.
+    Never raises for any query (None, empty, huge, control tokens ...) and returns within
+    ``timeout_s`` + FALLBACK_GRACE_S, the fallback included; ``answered_by`` says which router
+    answered. ``router`` defaults to the process's one model router (``shared_router``); a router
+    is loaded once, in the background: while it loads, queries that cannot wait get the fallback.
+    Call ``route_for_agent("warm-up")`` without a timeout at start-up to wait for the load instead.
     """
-    from .baselines import HeuristicRouter
-
-    router = router if router is not None else Router()
-    fallback = fallback if fallback is not None else HeuristicRouter()
     mapping = load_decision_map(decision_map)
-    first = route_with_timeout(router, query, timeout_s)
+    router = router if router is not None else shared_router()
+    fallback = fallback if fallback is not None else _heuristic()
+    deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+
+    def left() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.perf_counter())
+
+    start = time.perf_counter()
+    load = loading(router)
+    try:
+        load.result(timeout=left())
+        first = within(lambda: router.route(query), left(), router.name)
+    except TimeoutError:
+        first = _failed(router.name, start, f"still loading after {timeout_s:g} s", "loading")
+    except RouterUnavailable as e:
+        first = _failed(router.name, start, str(e), "unavailable")
+    except Exception as e:  # a load that failed in any other way
+        first = _failed(router.name, start, f"{type(e).__name__}: {e}", "error")
     if first.ok:
         return AgentDecision(decide(first.tool_calls, mapping), first.tool_calls, router.name, first.latency_ms,
                              result=first)
-    second = fall_back(query, first, fallback)
     reason = f"{first.error_kind}: {first.error}"
+    budget = None if deadline is None else max(left(), FALLBACK_GRACE_S)
+    second = within(lambda: fall_back(query, first, fallback), budget, fallback.name)
     if not second.ok:  # even the fallback failed: say so and answer directly rather than call a bad tool
         return AgentDecision(mapping["no_tool"], [], f"none (fallback failed: {second.error})",
-                             second.latency_ms, reason, second)
+                             (time.perf_counter() - start) * 1000, reason, second)
     return AgentDecision(decide(second.tool_calls, mapping), second.tool_calls, second.source,
                          second.latency_ms, reason, second)
+
+
+_SHARED: Router | None = None
+_SHARED_LOCK = threading.Lock()
+_LOADS: "weakref.WeakKeyDictionary[BaseRouter, Future]" = weakref.WeakKeyDictionary()
+_LOADS_LOCK = threading.Lock()
+
+
+@functools.cache
+def _heuristic() -> BaseRouter:
+    from .router import make_router
+    return make_router("heuristic")
+
+
+def _run_into(future: Future, fn: Callable[[], Any]) -> None:
+    try:
+        future.set_result(fn())
+    except Exception as e:  # handed to whoever waits on the future
+        future.set_exception(e)
+
+
+def _failed(who: str, start: float, error: str, kind: str) -> RouteResult:
+    return RouteResult(None, (time.perf_counter() - start) * 1000, who, error, kind)

@@ -11,11 +11,11 @@ query) dominate. This decoder:
 - batches queries with padding between the shared prefix and each query, masked out, with each
   row's true positions, so every row computes what it would compute alone;
 - on CUDA, compiles the model step with torch.compile and captures the decode step in a CUDA
-  graph (``cuda_graphs=True``) that it replays;
-- given drafts, for one query without graphs, speculates: it feeds guesses copied from the prompt
-  or from answer skeletons and keeps those the model agrees with, so an answer takes fewer forward
-  passes (prompt-lookup decoding, exact for greedy). It pays only where a forward of a few tokens
-  costs about what one token costs; on the 2-core CPU it does not, so the Router leaves it off.
+  graph (``cuda_graphs=True``) that it replays.
+
+Speculative decoding (drafts from the prompt and from answer skeletons) was tried and removed: it
+made a CPU query slower (a forward of several tokens costs much more than one there) and was never
+turned on on the GPU (scripts/gpu/bench_route_results.md).
 
 Greedy decoding here produces the same tokens as greedy ``model.generate`` on the same model
 (tests/test_inference.py checks it on a tiny Gemma 3). The model must be a plain causal LM whose
@@ -32,9 +32,8 @@ from typing import Sequence
 
 import torch
 
-# A cap, not a target: the median labelled answer is 13 tokens, the longest 73 (a chain of three calls
-# with a URL), and a greedy decode stops at the end of turn.
-DEFAULT_MAX_NEW_TOKENS = 96
+from .router import DEFAULT_MAX_NEW_TOKENS
+
 WIDTH_BUCKET = 16            # compiled prefills pad the query part to a multiple of this
 
 
@@ -93,8 +92,7 @@ class GreedyDecoder:
 
     def __init__(self, model, stop_token_ids: Sequence[int], prefix_ids: Sequence[int] = (),
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_prompt_tokens: int = 1024,
-                 cuda_graphs: bool | None = None, drafts: Sequence[Sequence[int]] | None = None,
-                 max_draft: int = 8, compile: bool | None = None):
+                 cuda_graphs: bool | None = None, compile: bool | None = None):
         self.model = model.eval()
         self.config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.device = next(model.parameters()).device
@@ -107,10 +105,6 @@ class GreedyDecoder:
         # eager attention adds its mask; SDPA takes a boolean one (as transformers itself builds them)
         self.additive_mask = getattr(self.config, "_attn_implementation", "sdpa") == "eager"
         self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
-        # Speculation (one query at a time, without CUDA graphs): token sequences to draft from, besides
-        # the prompt itself (e.g. answer skeletons); None turns it off.
-        self.drafts = [list(d) for d in drafts] if drafts is not None else None
-        self.max_draft = max_draft
         # torch.compile fuses the many small ops of a decoder layer (norms, rotary, masks): on a GPU the
         # launches of an eager step, not its arithmetic, are what a small model's step costs.
         # Compiling costs about a minute and a half on first use (less with inductor's on-disk cache):
@@ -150,10 +144,7 @@ class GreedyDecoder:
         if not prompts:
             return []
         max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
-        state = self._prefill(prompts)
-        if len(prompts) == 1 and self.drafts is not None and not self.cuda_graphs:
-            return [self._speculative_steps(state, list(prompts[0]), max_new)]
-        return self._greedy_steps(state, max_new)
+        return self._greedy_steps(self._prefill(prompts), max_new)
 
     def _prefill(self, prompts: Sequence[Sequence[int]]) -> "_State":
         """Lay the batch out in the cache and run its prompts; logits of each row's last token."""
@@ -236,42 +227,6 @@ class GreedyDecoder:
             slot += 1
         return [_cut_at_stop(row, self.stop_ids) for row in out.tolist()]
 
-    def _speculative_steps(self, state: "_State", prompt: list[int], max_new: int) -> list[int]:
-        """Greedy decoding of one prompt, several tokens per forward pass where a guess allows.
-
-        Each step feeds the last token plus a draft (the tokens that followed the same n-gram in
-        the prompt or in an answer skeleton, see ``draft``) and keeps the draft's tokens for as long
-        as they equal the model's own greedy choice, plus the model's next token. The output is the
-        greedy output; only the number of forward passes changes (answers copy the query's words
-        and the registry's argument names, so most drafts are right).
-        """
-        cache, layout, slot, pos = state.cache, state.layout, state.slot, int(state.next_pos[0])
-        stops = set(self.stop_ids.tolist())
-        out = [int(state.logits[0].argmax())]
-        while out[-1] not in stops and len(out) < max_new:
-            room = min(self.max_draft, max_new - len(out) - 1, cache.max_len - slot - 1)
-            guess = draft(prompt + out, self.drafts, room) if room > 0 else []
-            feed = [out[-1]] + guess
-            n = len(feed)
-            layout.key_valid[:, slot:slot + n] = True
-            layout.key_pos[0, slot:slot + n] = torch.arange(pos, pos + n, device=self.device)
-            logits = self._forward(cache, torch.tensor([feed], device=self.device),
-                                   layout.key_pos[:, slot:slot + n], torch.arange(slot, slot + n, device=self.device),
-                                   layout, keep=n)
-            choices = logits[0].argmax(-1).tolist()
-            accepted = 0
-            while accepted < len(guess) and choices[accepted] == guess[accepted]:
-                accepted += 1
-            layout.key_valid[:, slot + accepted + 1:slot + n] = False  # the rejected guesses' slots
-            slot, pos = slot + accepted + 1, pos + accepted + 1
-            for token in guess[:accepted] + [choices[accepted]]:
-                out.append(token)
-                if token in stops or len(out) >= max_new:
-                    break
-            if slot >= cache.max_len:
-                break
-        return _cut_at_stop(out, self.stop_ids)
-
     # -- internals -------------------------------------------------------------------------------
     def _cache(self, batch: int) -> SlotKVCache:
         if batch not in self._caches:
@@ -335,14 +290,14 @@ class GreedyDecoder:
         return result
 
     def _forward_eager(self, cache: SlotKVCache, ids: torch.Tensor, positions: torch.Tensor,
-                       slots: torch.Tensor, layout: _Layout, keep: int = 1) -> torch.Tensor:
-        """Run the model on ``ids`` written at cache ``slots``; logits of the last ``keep`` positions (B, keep, V)."""
+                       slots: torch.Tensor, layout: _Layout) -> torch.Tensor:
+        """Run the model on ``ids`` written at cache ``slots``; logits of the last position (B, 1, V)."""
         cache.slots = slots
         masks = self.masks(layout, positions, slots)
         if set(self.layer_types) - set(masks):
             masks.update({t: masks["full_attention"] for t in set(self.layer_types) - set(masks)})
         out = self.model(input_ids=ids, attention_mask=masks, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=keep)
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
         return out.logits.float()
 
 
@@ -375,21 +330,6 @@ class _Graph:
                 buffer.copy_(value)
         self.graph.replay()
         return self.output
-
-
-def draft(context: Sequence[int], sources: Sequence[Sequence[int]], limit: int, ngrams=(3, 2, 1)) -> list[int]:
-    """Up to ``limit`` tokens that followed the longest n-gram ending ``context`` elsewhere: in the
-    context itself (latest occurrence first), then in each of ``sources``."""
-    for n in ngrams:
-        if len(context) <= n:
-            continue
-        tail = list(context[-n:])
-        for seq in (context, *sources):
-            # in the context, start before the tail itself (an occurrence needs a continuation)
-            for i in range(len(seq) - n - (seq is context), -1, -1):
-                if list(seq[i:i + n]) == tail and i + n < len(seq):
-                    return list(seq[i + n:i + n + limit])
-    return []
 
 
 def _cut_at_stop(row: list[int], stop_ids: torch.Tensor) -> list[int]:

@@ -13,7 +13,17 @@ from typing import Any
 
 from .agent import fall_back
 from .launch import LaunchError, route_devices, route_in_shards
-from .router import ROUTER_NAMES, RouteResult, RouterUnavailable, make_router
+from .router import DEFAULT_MAX_NEW_TOKENS, ROUTER_NAMES, RouteResult, RouterUnavailable, make_router
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="JSONL file with a 'query' field per line")
     p.add_argument("--output", help="JSONL predictions, in input order (default: stdout)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, help="model routers: cap on answer tokens (default 96)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-new-tokens", type=positive_int,
+                   help=f"model routers: cap on answer tokens (default {DEFAULT_MAX_NEW_TOKENS})")
     p.add_argument("--fallback", choices=["heuristic"], help="answer with this router where the first fails")
     p.add_argument("--train", help="embedding router: examples to take neighbours from (default: data/train.jsonl)")
     return p

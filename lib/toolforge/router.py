@@ -27,6 +27,16 @@ from .metrics import SCHEMA_INVALID, UNKNOWN_TOOL
 from .prompt import AnswerParseError, build_messages, parse_answer
 from .registry import Registry, load_registry
 
+# What a router reads of a query: its last MAX_QUERY_CHARS characters (a longer one keeps its tail,
+# where the request usually is, as the model's own prompt truncation does).
+MAX_QUERY_CHARS = 2000
+# The most calls an answer may hold; more is a failure (the data's longest chains have 3).
+MAX_CALLS = 5
+TOO_MANY_CALLS = "too_many_calls"
+# A cap, not a target: the median labelled answer is 13 tokens, the longest 73 (a chain of three calls
+# with a URL), and a greedy decode stops at the end of turn.
+DEFAULT_MAX_NEW_TOKENS = 96
+
 
 @dataclass
 class RouteResult:
@@ -35,7 +45,8 @@ class RouteResult:
     latency_ms: float
     source: str
     error: str | None = None
-    error_kind: str | None = None   # invalid_json, bad_format, unknown_tool, schema_invalid, unavailable, timeout
+    error_kind: str | None = None   # invalid_json, bad_format, unknown_tool, schema_invalid, too_many_calls,
+                                    # unavailable, timeout, loading, error
     raw: str | None = None          # the model's text, when there is one
 
     @property
@@ -73,25 +84,46 @@ class BaseRouter:
         """Model text or a list of calls per query (not yet validated)."""
         raise NotImplementedError
 
+    def control_tokens(self, text: str) -> set[str]:
+        """The strings in ``text`` that this router's model would read as control tokens."""
+        return set()
+
+    def clean(self, query: Any) -> str:
+        """The query as the router reads it: text (None is empty), its last MAX_QUERY_CHARS
+        characters, without control tokens typed into it (``<end_of_turn>`` must not end the turn)."""
+        text = "" if query is None else str(query)
+        text = text[-MAX_QUERY_CHARS:]
+        while True:  # until none is left: removing one can join the pieces of another
+            stripped = text
+            for token in sorted(self.control_tokens(text), key=len, reverse=True):
+                stripped = stripped.replace(token, "")
+            if stripped == text:
+                return text
+            text = stripped
+
     def route(self, query: str) -> RouteResult:
         return self.route_batch([query], batch_size=1)[0]
 
     def route_batch(self, queries: Sequence[str], batch_size: int | None = None,
                     progress: bool = False) -> list[RouteResult]:
         """Route many queries, ``batch_size`` at a time; each result's latency is its batch's wall
-        time divided by the batch size (the amortised cost per query)."""
+        time divided by the batch size (the amortised cost per query). An empty or whitespace-only
+        query needs no tool: it gets ``[]`` without asking the model."""
         self.load()
+        queries = [self.clean(q) for q in queries]
+        results: list[RouteResult] = [RouteResult([], 0.0, self.name) for _ in queries]
+        asked = [i for i, q in enumerate(queries) if q.strip()]
         size = max(1, batch_size or self.batch_size)
-        chunks = [list(queries[i:i + size]) for i in range(0, len(queries), size)]
+        chunks = [asked[i:i + size] for i in range(0, len(asked), size)]
         if progress:
             from tqdm import tqdm  # plain text bars: notebooks here have no ipywidgets
             chunks = tqdm(chunks, desc=f"route {self.name}", unit="batch")
-        results: list[RouteResult] = []
         for chunk in chunks:
             start = time.perf_counter()
-            proposals = self._propose(chunk)
+            proposals = self._propose([queries[i] for i in chunk])
             ms = (time.perf_counter() - start) * 1000 / len(chunk)
-            results += [self.check(p, ms) for p in proposals]
+            for i, proposal in zip(chunk, proposals):
+                results[i] = self.check(proposal, ms)
         return results
 
     def check(self, proposal: str | list[dict[str, Any]], latency_ms: float) -> RouteResult:
@@ -101,6 +133,9 @@ class BaseRouter:
             calls = parse_answer(proposal) if isinstance(proposal, str) else proposal
         except AnswerParseError as e:
             return RouteResult(None, latency_ms, self.name, str(e), e.kind, raw)
+        if len(calls) > MAX_CALLS:
+            return RouteResult(None, latency_ms, self.name, f"{len(calls)} calls, more than {MAX_CALLS}",
+                               TOO_MANY_CALLS, raw)
         for call in calls:
             if call["name"] not in self.registry:
                 return RouteResult(None, latency_ms, self.name, f"unknown tool {call['name']!r}", UNKNOWN_TOOL, raw)
@@ -117,7 +152,8 @@ class Router(BaseRouter):
     ``model``: a run folder ``runs/<arm>/`` (its prompt style is read from its arm.yaml), a merged
     model folder, an HF folder/id, or ``embedded:gemma-3-270m``. Nothing is loaded until the first
     query (or ``load()``). ``device="cuda"`` requires a GPU: without one, loading raises
-    RouterUnavailable (and ``route_for_agent`` falls back).
+    RouterUnavailable (and ``route_for_agent`` falls back). Thread-safe: one load, and one batch
+    on the model at a time.
     """
 
     name = "model"
@@ -126,20 +162,20 @@ class Router(BaseRouter):
     def __init__(self, model: str | Path | None = None, *, device: str | None = None, dtype=None,
                  prompt_style: str | None = None, registry: Registry | None = None,
                  max_new_tokens: int | None = None, batch_size: int = 32, cuda_graphs: bool | None = None,
-                 speculative: bool = False, name: str = "model"):
+                 name: str = "model"):
         super().__init__(registry)
+        max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError(f"max_new_tokens and batch_size must be positive (got {max_new_tokens}, {batch_size})")
         self.model_ref = str(model or default_run_dir())
         self.prompt_style = prompt_style
         self.batch_size = batch_size
-        # Speculation (answer-skeleton and prompt-lookup drafts, exact) saves forward passes but made a
-        # query slower on the 2-core CPU, where a forward of several tokens costs much more than one
-        # (scripts/gpu/bench_route_results.md): off unless asked for.
-        self.speculative = speculative
         self.options = {"device": device, "dtype": dtype, "max_new_tokens": max_new_tokens,
-                        "cuda_graphs": cuda_graphs, "speculative": speculative}
+                        "cuda_graphs": cuda_graphs}
         self.name = name
         self.backend = None
         self._lock = threading.Lock()
+        self._busy = threading.Lock()   # backends are not thread-safe: one batch at a time
 
     def load(self) -> "Router":
         with self._lock:
@@ -162,8 +198,12 @@ class Router(BaseRouter):
         """The chat messages the model sees for ``query``."""
         return build_messages(query, self.registry, self.prompt_style)
 
+    def control_tokens(self, text: str) -> set[str]:
+        return self.backend.control_tokens(text)
+
     def _propose(self, queries: list[str]) -> list[str]:
-        return self.backend.complete(queries)
+        with self._busy:
+            return self.backend.complete(queries)
 
 
 def _looks_like_hub_id(ref: str) -> bool:

@@ -7,7 +7,9 @@ parsing and validation, the fallback); a backend owns only the engine:
   HF folder; CUDA graphs on a GPU);
 - ``llamacpp``: llama.cpp through llama-cpp-python, for a ``.gguf`` file (fast on a CPU).
 
-A backend is built by ``open_backend`` and answers ``complete(queries) -> [answer text]``.
+A backend is built by ``open_backend``; it answers ``complete(queries) -> [answer text]`` and
+``control_tokens(text)``: the strings its tokenizer would read as control tokens, which the Router
+removes from a query before templating it.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ Messages = list[dict[str, str]]
 class Backend(Protocol):
     def complete(self, queries: Sequence[str]) -> list[str]:
         """The model's greedy answer text for each query (special tokens removed)."""
+
+    def control_tokens(self, text: str) -> set[str]:
+        """The control tokens (``<end_of_turn>`` ...) its tokenizer would read in ``text``."""
 
 
 def open_backend(model_ref: str, messages_for: Callable[[str], Messages], **options) -> Backend:
