@@ -31,17 +31,19 @@
 # %%
 import json
 
-import matplotlib.pyplot as plt
+from IPython.display import Image, display
 
 from toolforge.arm import ArmConfig
 from toolforge.config import config_from_namespace, to_dict
+from toolforge.loss_curves import plot_loss_curves
 from toolforge.train import prepare
 
 _before = set(globals())
 
 # %% [markdown]
-# Parameters: the fields of `ArmConfig` with its defaults (papermill overrides them with `-f arm.yaml`
-# or `-p lora_r 8`). Empty `data_dir` / `output_root` mean the repository's `data/` and `runs/` (on
+# Parameters: the fields of `ArmConfig` with its defaults. Papermill overrides them with the resolved arm
+# (`python -m toolforge pipeline` and `ablation` pass every field of it, its bases included) or `-p lora_r 8`;
+# `-f arm.yaml` works for an arm without a `base`. Empty `data_dir` / `output_root` mean the repository's `data/` and `runs/` (on
 # Kaggle: the attached dataset and `/kaggle/working/runs`).
 
 # %% tags=["parameters"]
@@ -116,16 +118,8 @@ summary = {k: v for k, v in metrics.items() if k not in ("train_loss", "eval_los
 print(json.dumps(summary, indent=1))
 
 # %% [markdown]
-# Loss curves: training loss (answer tokens only) and validation loss, with the kept checkpoint marked.
+# Loss curves: training loss (answer tokens only) and validation loss, with the kept checkpoint marked
+# (`runs/<arm>/loss_curves.png`).
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.5))
-ax.plot([p["step"] for p in metrics["train_loss"]], [p["loss"] for p in metrics["train_loss"]], label="train")
-ax.plot([p["step"] for p in metrics["eval_loss"]], [p["loss"] for p in metrics["eval_loss"]], "o-", label="validation")
-ax.axvline(metrics["best_step"], color="grey", linestyle=":", label=f"kept (step {metrics['best_step']})")
-ax.set_xlabel("step")
-ax.set_ylabel("loss (answer tokens)")
-ax.set_yscale("log")
-ax.set_title(arm.name)
-ax.legend()
-plt.show()
+display(Image(filename=str(plot_loss_curves({arm.name: metrics}, arm.run_dir / "loss_curves.png"))))

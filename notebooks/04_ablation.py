@@ -25,6 +25,18 @@
 # trained and evaluated just before.
 
 # %% [markdown]
+# The library does the work; this cell imports it and notes the names that exist before the parameters,
+# so that a parameter papermill injects that this notebook does not know is an error.
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from toolforge import ablation
+from toolforge.config import config_from_namespace
+
+_before = set(globals())
+
+# %% [markdown]
 # Parameters (papermill overrides them: `-p arm_set configs/ablation/kaggle-t4.yaml`). Paths are
 # relative to the repository root.
 
@@ -36,16 +48,14 @@ execute = True                              # False: run nothing, only tabulate 
 runs_root = ""                              # empty: $TOOLFORGE_RUNS, else /kaggle/working/runs on Kaggle, else runs/
 
 # %% [markdown]
-# Load the study. W&B logging is on only with a `WANDB_API_KEY` (on Kaggle, read from the notebook's
-# attached Kaggle Secrets) or `WANDB_MODE=online|offline`; otherwise nothing is sent anywhere.
+# Check the parameters (an unknown name or a wrong type fails here, naming it) and load the study.
+# W&B logging is on only with a `WANDB_API_KEY` (on Kaggle, read from the notebook's attached Kaggle
+# Secrets) or `WANDB_MODE=online|offline`; otherwise nothing is sent anywhere.
 
 # %%
-from IPython.display import Image, Markdown, display
-
-from toolforge import ablation
-
-study = ablation.load_study(ablation.resolve(arm_set), arms, study_name)
-out_dir = ablation.study_dir(study, runs_root or None)
+params = config_from_namespace(ablation.AblationParameters, globals(), _before)
+study = ablation.load_study(ablation.resolve(params.arm_set), params.arms, params.study_name)
+out_dir = ablation.study_dir(study, params.runs_root or None)
 print(f"study {study.name}: {len(study.arms)} arm(s); table and plots go to {out_dir}")
 
 # %% [markdown]
@@ -53,7 +63,7 @@ print(f"study {study.name}: {len(study.arms)} arm(s); table and plots go to {out
 # `runs/<arm>/notebooks/`), then aggregate every arm into `results.csv`, `results.md` and three plots.
 
 # %%
-rows = ablation.run_study(study, runs_root or None, execute=execute, out_dir=out_dir)
+rows = ablation.run_study(study, params.runs_root or None, execute=params.execute, out_dir=out_dir)
 
 # %% [markdown]
 # The arms' recipes and states. These do not depend on timing or hardware, so nbval checks them.

@@ -204,3 +204,28 @@ def test_wandb_is_gated_and_logs_one_group(tmp_path, monkeypatch):
     ablation.log_to_wandb("study-x", arms, rows)
     assert len(inits) == 1 and inits[0]["group"] == "study-x" and inits[0]["name"] == "a"
     assert inits[0]["summary"] == {"test.tool_accuracy": 0.9} and inits[0]["finished"]
+
+
+def test_the_04_notebook_parameters_cell_matches_ablation_parameters():
+    source = (REPO_ROOT / "notebooks" / "04_ablation.py").read_text(encoding="utf-8")
+    cell = source.split('# %% tags=["parameters"]\n', 1)[1].split("\n# %%", 1)[0]
+    namespace: dict = {}
+    exec(cell, {}, namespace)
+    assert namespace == ablation.AblationParameters().__dict__
+
+
+def test_the_04_notebook_rejects_an_unknown_parameter(tmp_path):
+    from toolforge.notebooks import NotebookError
+
+    with pytest.raises(NotebookError, match="unknown key.*arm_sets"):
+        run_notebook("04_ablation", tmp_path / "04.ipynb", {"arm_sets": "x.yaml", "execute": False}, progress=False)
+
+
+def test_loss_curves_plot_one_run_or_many(tmp_path):
+    from toolforge.loss_curves import plot_loss_curves
+
+    metrics = {"train_loss": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}],
+               "eval_loss": [{"step": 2, "loss": 1.5}], "best_step": 2}
+    for runs in ({"a": metrics}, {"a": metrics, "b": {}, "c": metrics}, {}):
+        path = plot_loss_curves(runs, tmp_path / f"{len(runs)}.png")
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

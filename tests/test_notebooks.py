@@ -13,9 +13,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from toolforge.config import ConfigError
-from toolforge.notebooks import (NOTEBOOKS_DIR, NotebookError, arm_parameters, pair_differences,
-                                 parse_key_values, run_notebook)
+from toolforge.arm import ArmConfig, arm_parameters
+from toolforge.config import ConfigError, from_dict, parse_key_values, to_dict
+from toolforge.notebooks import NOTEBOOKS_DIR, NotebookError, pair_differences, run_notebook
 from toolforge.paths import REPO_ROOT
 
 FAKE_01 = '''
@@ -113,8 +113,8 @@ def injected_parameters(ipynb: Path) -> dict:
 @pytest.mark.skipif(not (NOTEBOOKS_DIR / "02_train_qlora.ipynb").exists(), reason="02 not committed yet")
 def test_the_committed_02_carries_the_cpu_demo_arm():
     # nbval re-runs it in CI: without the demo arm's values it would train the defaults (hours on a CPU).
-    _, demo = arm_parameters(REPO_ROOT / "configs" / "arms" / "gemma270m-cpu-demo.yaml")
-    assert injected_parameters(NOTEBOOKS_DIR / "02_train_qlora.ipynb") == demo
+    demo, _ = arm_parameters(REPO_ROOT / "configs" / "arms" / "gemma270m-cpu-demo.yaml")
+    assert from_dict(ArmConfig, injected_parameters(NOTEBOOKS_DIR / "02_train_qlora.ipynb")) == demo
 
 
 def test_every_ipynb_has_its_py():
@@ -182,9 +182,11 @@ def test_run_notebook_missing_notebook(tmp_path):
         run_notebook("09_nothing", tmp_path / "x.ipynb", notebooks_dir=tmp_path)
 
 
-def test_arm_parameters_validates_and_keeps_the_files_keys(tmp_path):
+def test_arm_parameters_validates_and_are_the_resolved_arm(tmp_path):
     arm, params = arm_parameters(write_arm(tmp_path, "lr-arm", learning_rate="2e-4", lora_r=8))
-    assert params == {"name": "lr-arm", "learning_rate": 2e-4, "lora_r": 8} and arm.lora_r == 8
+    assert {key: params[key] for key in ("name", "learning_rate", "lora_r")} == \
+        {"name": "lr-arm", "learning_rate": 2e-4, "lora_r": 8} and arm.lora_r == 8
+    assert params == to_dict(arm)
     with pytest.raises(ConfigError, match="lora_rank"):
         arm_parameters(write_arm(tmp_path, "typo", lora_rank=8))
 

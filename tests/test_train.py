@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from transformers import TrainerCallback
 
 from toolforge.arm import ArmConfig, load_arm
 from toolforge.config import ConfigError, dump_yaml
@@ -14,9 +15,11 @@ from toolforge.examples import Example, write_jsonl
 from toolforge.paths import REPO_ROOT
 from toolforge.prompt import format_answer
 from toolforge.registry import load_registry
-from toolforge.train import (IGNORE_INDEX, PadCollator, answer_loss, check_inputs, encode_example,
-                             ensure_fp32_trainable, main, parse_overrides, precision_plan, subset, train, training_arguments,
-                             wandb_enabled)
+from toolforge.encoding import IGNORE_INDEX, PadCollator, encode_example
+from toolforge.loss import answer_loss
+from toolforge.precision import ensure_fp32_trainable, precision_plan
+from toolforge.train import STAGING, check_inputs, main, parse_overrides, subset, train
+from toolforge.trainer import training_arguments, wandb_enabled
 
 REG = load_registry()
 CALLS = [
@@ -94,7 +97,7 @@ def test_four_bit_or_mixed_precision_on_a_cpu_fails_naming_the_field():
         precision_plan("cpu", "4bit")
     with pytest.raises(ConfigError, match="mixed_precision"):
         precision_plan("cpu", "auto", "fp16")
-    assert precision_plan("cpu", "auto")["line"].startswith("device: CPU: plain LoRA")
+    assert precision_plan("cpu", "auto").line.startswith("device: CPU: plain LoRA")
 
 
 def test_missing_data_file_fails_naming_data_dir(tmp_path, tiny_model_dir):
@@ -237,7 +240,7 @@ def test_best_checkpoint_is_kept_and_training_stops_early(tiny_model_dir, data_d
 
 def test_merge_writes_a_standalone_model(trained_run, tmp_path):
     from toolforge.model import load_for_inference
-    from toolforge.train import merge_main
+    from toolforge.merge import main as merge_main
 
     arm, metrics = trained_run
     assert merge_main([str(arm.run_dir), str(tmp_path / "merged")]) == 0
@@ -258,8 +261,9 @@ def test_wandb_is_off_unless_asked():
 def test_training_arguments_keep_the_best_checkpoint_and_log_nowhere_by_default(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    plan = {"bf16": False, "fp16": False}
-    args = training_arguments(ArmConfig(output_root=str(tmp_path), eval_steps=7), plan, use_cpu=True)
+    plan = precision_plan("cpu", "auto")
+    args = training_arguments(ArmConfig(output_root=str(tmp_path), eval_steps=7), plan, use_cpu=True,
+                              output_dir=tmp_path / "checkpoints")
     assert args.report_to in ([], "none", ["none"])
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss"
     assert args.eval_steps == args.save_steps == 7 and not args.greater_is_better
@@ -279,3 +283,70 @@ def test_fp16_training_gets_float32_adapters(tiny_model_dir):
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.bfloat16}
     assert ensure_fp32_trainable(model, fp16=True) == 4  # lora_A and lora_B of 2 layers
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+
+
+# -- the run folder is written all or nothing (issue 9) -----------------------------------------------------
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+class FailAtStep(TrainerCallback):
+    """Raises at one step: a run that fails (or is interrupted) midway."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("stopped midway on purpose")
+
+
+def test_a_run_that_fails_midway_leaves_the_earlier_run_as_it_was(tiny_model_dir, data_dir, tmp_path):
+    from toolforge.train import prepare
+
+    first = tiny_arm(tiny_model_dir, data_dir, tmp_path, max_steps=2, eval_steps=2)
+    train(first, device="cpu")
+    (first.run_dir / "eval").mkdir()
+    (first.run_dir / "eval" / "results.json").write_text("{}")  # the first run's evaluation
+    before = run_files(first.run_dir)
+
+    # The same run folder, another recipe (rank 8), failing at its third step.
+    job = prepare(tiny_arm(tiny_model_dir, data_dir, tmp_path, lora_r=8, lora_alpha=16), device="cpu")
+    job.trainer.add_callback(FailAtStep(3))
+    with pytest.raises(RuntimeError, match="on purpose"):
+        job.run()
+    assert run_files(first.run_dir) == before
+    assert load_arm(first.run_dir / "arm.yaml") == first and not (first.run_dir / STAGING).exists()
+
+
+def test_a_finished_run_replaces_the_earlier_one_whole(tiny_model_dir, data_dir, tmp_path):
+    first = tiny_arm(tiny_model_dir, data_dir, tmp_path, max_steps=2, eval_steps=2)
+    train(first, device="cpu")
+    (first.run_dir / "eval").mkdir()
+    (first.run_dir / "eval" / "results.json").write_text("{}")
+    second = tiny_arm(tiny_model_dir, data_dir, tmp_path, max_steps=2, eval_steps=2, lora_r=8, lora_alpha=16)
+    train(second, device="cpu")
+    assert load_arm(second.run_dir / "arm.yaml") == second
+    assert json.loads((second.run_dir / "adapter" / "adapter_config.json").read_text())["r"] == 8
+    assert not (second.run_dir / "eval").exists()  # it judged the old adapter
+    assert sorted(p.name for p in second.run_dir.iterdir()) == ["adapter", "arm.yaml", "metrics.json"]
+
+
+def test_a_commit_stopped_midway_leaves_no_arm_settings_beside_another_adapter(tmp_path):
+    from toolforge.model import load_for_inference
+    from toolforge.train import commit_run
+
+    run_dir, staging = tmp_path / "run", tmp_path / "run" / STAGING
+    (run_dir / "adapter").mkdir(parents=True)
+    (run_dir / "adapter" / "adapter_config.json").write_text('{"r": 64}')
+    dump_yaml(ArmConfig(name="old"), run_dir / "arm.yaml")
+    (staging / "adapter").mkdir(parents=True)
+    (staging / "adapter" / "adapter_config.json").write_text('{"r": 8}')
+    dump_yaml(ArmConfig(name="new", lora_r=8), staging / "arm.yaml")
+    # No metrics.json in staging: the commit stops after the new adapter is in place.
+    with pytest.raises(FileNotFoundError):
+        commit_run(staging, run_dir)
+    assert json.loads((run_dir / "adapter" / "adapter_config.json").read_text()) == {"r": 8}
+    assert not (run_dir / "arm.yaml").exists()
+    with pytest.raises(ValueError, match="arm.yaml"):
+        load_for_inference(run_dir, device="cpu")

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .arm import ArmConfig, load_arm
-from .config import ConfigError, load_config, to_dict
+from .arm import ArmConfig, arm_parameters, load_arm
+from .config import ConfigError, load_config, parse_key_values, to_dict
 from .evaluate import SPLITS
 from .kaggle import secret_to_env
-from .notebooks import NotebookError, arm_parameters, parse_key_values, run_notebook
+from .loss_curves import plot_loss_curves
+from .notebooks import NotebookError, run_notebook
 from .paths import REPO_ROOT, runs_dir
 from .registry import load_registry
-from .train import wandb_enabled  # the same rule as training: WANDB_API_KEY, or WANDB_MODE online/offline
+from .trainer import wandb_enabled  # the same rule as training: WANDB_API_KEY, or WANDB_MODE online/offline
 
 DETAIL_SPLIT = "test"  # the split of the table's argument / no-tool / chain columns
 FAILED_FILE = "FAILED.txt"
@@ -47,6 +48,17 @@ class StudyConfig:
     def validate(self) -> None:
         if not self.arms:
             raise ConfigError("arms: a study needs at least one arm YAML")
+
+
+@dataclass
+class AblationParameters:
+    """The parameters of notebooks/04_ablation (its ``parameters`` cell holds these defaults; papermill's
+    are checked against them, as 02's are against ArmConfig)."""
+    arm_set: str = "configs/ablation/cpu-demo.yaml"  # a study in configs/ablation/: its arms and 03_evaluate settings
+    arms: list[str] = field(default_factory=list)    # arm YAMLs; when given they replace the set's arms
+    study_name: str = ""                             # empty: the name of the set; output runs/ablation/<name>/, W&B group
+    execute: bool = True                             # False: run nothing, only tabulate the arms' runs as they are
+    runs_root: str = ""                              # empty: $TOOLFORGE_RUNS, else /kaggle/working/runs on Kaggle, else runs/
 
 
 def load_study(path: str | Path | None = None, arms: list[str] | None = None, name: str = "") -> StudyConfig:
@@ -265,7 +277,8 @@ def aggregate(arms: list[ArmConfig], runs_root: str | Path, out_dir: str | Path,
         return rows
     plot_accuracy(rows, out_dir / "accuracy.png")
     plot_per_tool_f1(arms, runs_root, router, out_dir / "per_tool_f1.png")
-    plot_loss_curves(arms, runs_root, out_dir / "loss_curves.png")
+    plot_loss_curves({arm.name: _read_json(runs_root / arm.name / "metrics.json") for arm in arms},
+                     out_dir / "loss_curves.png")
     return rows
 
 
@@ -333,25 +346,6 @@ def plot_per_tool_f1(arms: list[ArmConfig], runs_root: Path, router: str, path: 
     ax.set_yticks(range(len(arms)), [arm.name for arm in arms])
     ax.set_title(f"Per-tool F1 ({DETAIL_SPLIT})" + ("" if tools else ": no results yet"))
     fig.colorbar(image, ax=ax)
-    fig.savefig(path, dpi=100)
-
-
-def plot_loss_curves(arms: list[ArmConfig], runs_root: Path, path: Path) -> None:
-    """Training loss (dashed) and validation loss (solid) per arm against the step."""
-    fig, ax = _figure(8, 4.5)
-    for i, arm in enumerate(arms):
-        metrics = _read_json(runs_root / arm.name / "metrics.json")
-        color = f"C{i % 10}"
-        for key, style in (("train_loss", "--"), ("eval_loss", "-")):
-            points = metrics.get(key) or []
-            if points:
-                ax.plot([p["step"] for p in points], [p["loss"] for p in points], style, color=color,
-                        label=f"{arm.name} ({key.split('_')[0]})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title("Loss curves (dashed: train, solid: validation)")
-    if ax.lines:
-        ax.legend(fontsize=7)
     fig.savefig(path, dpi=100)
 
 

@@ -1,15 +1,27 @@
 """An arm: one training recipe (model, LoRA, optimisation, data, prompt), one YAML file in configs/arms/.
 
-Its name is its output folder: ``runs/<name>/``. The notebook 02_train_qlora's ``parameters`` cell
-holds these same fields with these same defaults; ``papermill -f configs/arms/<arm>.yaml`` overrides them.
+Its name is its output folder: ``runs/<name>/``. An arm names the arm it changes and only what it
+changes (as alignment-handbook's recipes do)::
+
+    base: gemma270m-full      # configs/arms/gemma270m-full.yaml, beside this file
+    name: gemma270m-r8
+    lora_r: 8
+    lora_alpha: 16
+
+``load_arm`` resolves the chain (the base's base, ..., then ArmConfig's defaults under all). The notebook
+02_train_qlora's ``parameters`` cell holds ArmConfig's fields with its defaults; its papermill parameters
+are the resolved arm (``arm_parameters``), which is also what ``runs/<arm>/arm.yaml`` holds.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .config import ConfigError, load_config
+import yaml
+
+from .config import ConfigError, from_dict, to_dict
 from .paths import data_dir, runs_dir
 from .prompt import PROMPT_STYLES
 
@@ -85,5 +97,57 @@ class ArmConfig:
         return data_dir(self.data_dir or None)
 
 
+BASE_KEY = "base"
+
+
+def _read_arm_file(path: Path) -> dict[str, Any]:
+    """One arm file's own keys, checked (unknown keys, types) and named by that file."""
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level")
+    from_dict(ArmConfig, {k: v for k, v in values.items() if k != BASE_KEY}, str(path))
+    base = values.get(BASE_KEY)
+    if base is not None and not (isinstance(base, str) and base):
+        raise ConfigError(f"{path}: base: expected the name of an arm beside this file, got {base!r}")
+    return values
+
+
+def arm_values(path: str | Path) -> dict[str, Any]:
+    """The fields an arm file sets, over those of its base, its base's base, ...: the resolved arm's
+    values (without ArmConfig's defaults). A base is ``<name>.yaml`` in the same folder."""
+    path = Path(path)
+    chain: list[Path] = []
+    values: dict[str, Any] = {}
+    while True:
+        if not path.is_file():
+            if not chain:
+                raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"{chain[-1]}: base: no arm {path.stem!r} ({path} does not exist)")
+        if path.resolve() in [p.resolve() for p in chain]:
+            cycle = " -> ".join(p.stem for p in [*chain, path])
+            raise ConfigError(f"{chain[0]}: base: the arms inherit in a cycle: {cycle}")
+        chain.append(path)
+        own = _read_arm_file(path)
+        values = {**own, **values}  # what the child sets wins over its base
+        if own.get(BASE_KEY) is None:
+            break
+        path = path.parent / f"{own[BASE_KEY]}.yaml"
+    values.pop(BASE_KEY, None)
+    return values
+
+
 def load_arm(path: str | Path | None = None, **overrides) -> ArmConfig:
-    return load_config(ArmConfig, path, **overrides)
+    """ArmConfig's defaults, under the arm file's chain of bases (``arm_values``), under ``overrides``."""
+    values = arm_values(path) if path is not None else {}
+    return from_dict(ArmConfig, {**values, **overrides}, str(path) if path is not None else "config")
+
+
+def arm_parameters(arm_path: str | Path) -> tuple[ArmConfig, dict[str, Any]]:
+    """Resolve and validate an arm (unknown keys and bad values fail here, before any notebook runs) and
+    return it with 02_train_qlora's papermill parameters: the resolved arm, every field."""
+    arm = load_arm(arm_path)
+    return arm, to_dict(arm)
+

@@ -13,13 +13,14 @@ The zero-shot baseline is ``toolforge.router.Router`` on the base model (``make_
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .registry import Registry
+from .registry import Registry, load_registry
 from .router import BaseRouter, RouterUnavailable
 
 Call = dict[str, Any]
@@ -27,8 +28,13 @@ Call = dict[str, Any]
 
 # -- heuristic --------------------------------------------------------------------------------
 # A keyword decides the tool (first rule that fires, as in the reference's classify_query); regexes
-# then pull out what arguments they can. Where one cannot, the argument falls back to the query
-# (or is missing, which the registry check turns into a failure): a keyword router is no better.
+# then pull out what arguments they can. Where one cannot, the argument falls back to the query.
+# It is the agent's fallback, so it must answer every string, fast: the query's whitespace is
+# collapsed and it is cut to MAX_QUERY_CHARS before any regex runs (Python's regexes backtrack, and a
+# pattern such as \s*,?\s* takes cubic time on a run of spaces), a rule that cannot read a query
+# does not fire, and a rule whose calls fail the registry's check gives way to the next rule.
+
+MAX_QUERY_CHARS = 500  # longer queries are routed on their first 500 characters
 
 @lru_cache(maxsize=1)
 def _vocabulary() -> tuple[dict[str, str], dict[str, str]]:
@@ -77,7 +83,9 @@ def _translate(q: str) -> list[Call] | None:
     m = re.search(rf"\b({_alternation(languages)})\b", q, re.I)
     if not m or not re.search(r"\b(translat\w*|traduc\w*|traduire|übersetz\w*|say|in|en|auf|into|to|for)\b", q, re.I):
         return None
-    code = languages[m.group(1).lower()]
+    code = languages.get(m.group(1).lower())  # None where re.I matched a case str.lower() does not map
+    if code is None:
+        return None
     quoted = re.search(r"[\"“'‘](.+?)[\"”'’](?=\W*(?:$|\s|en|in|to))", q)
     if quoted:
         text = quoted.group(1)
@@ -97,14 +105,16 @@ def _unit_converter(q: str) -> list[Call] | None:
     if not m:
         return None
     rest = q[:m.start()] + " " + q[m.end():]
-    other = [u for u in re.findall(rf"\b({_alternation(long_forms)})\b", rest, re.I)
-             if units[u.lower()] != units[m.group(2).lower()]]
-    if not other or not re.search(r"\b(convert|in|into|to|how many|equals?|=|as)\b|=", q, re.I):
+    source = units.get(m.group(2).lower())
+    other = [units.get(u.lower()) for u in re.findall(rf"\b({_alternation(long_forms)})\b", rest, re.I)]
+    other = [u for u in other if u is not None and u != source]
+    if source is None or not other or not re.search(r"\b(convert|in|into|to|how many|equals?|=|as)\b|=", q, re.I):
         return None
     value = float(m.group(1))
+    if not math.isfinite(value):  # "1e999"-long digit runs overflow to inf, which JSON cannot carry
+        return None
     return [{"name": "unit_converter", "arguments": {
-        "value": int(value) if value.is_integer() else value,
-        "from": units[m.group(2).lower()], "to": units[other[-1].lower()]}}]
+        "value": int(value) if value.is_integer() else value, "from": source, "to": other[-1]}}]
 
 
 def _calculator(q: str) -> list[Call] | None:
@@ -113,7 +123,7 @@ def _calculator(q: str) -> list[Call] | None:
         return None
     pct = re.search(rf"{_NUMBER}\s*(?:%|percent)", q)
     if pct and len(numbers) >= 2:
-        base = next(n for n in numbers if n != pct.group(1))
+        base = next((n for n in numbers if n != pct.group(1)), pct.group(1))  # "10% of 10": the same number
         return [{"name": "calculator", "arguments": {"expression": f"{float(pct.group(1)) / 100:g} * {base}"}}]
     m = re.search(rf"{_NUMBER}\s*(?:\^|\*\*|to the power of|raised to(?: the)?)\s*{_NUMBER}", q, re.I)
     if m:
@@ -143,7 +153,8 @@ def _parse_date(q: str) -> str | None:
         m = re.search(pattern, q, re.I)
         if m:
             parts = dict(zip(order, m.groups()))
-            return f"{int(parts['y']):04d}-{_MONTHS[parts['m'].lower()]:02d}-{int(parts['d']):02d}"
+            month = _MONTHS.get(parts["m"].lower())
+            return f"{int(parts['y']):04d}-{month:02d}-{int(parts['d']):02d}" if month else None
     return None
 
 
@@ -217,21 +228,39 @@ RULES = (_no_tool, _web_reader, _unit_converter, _translate, _datetime, _calcula
          _web_search, _wikipedia)
 
 
-def classify_query(query: str) -> list[Call]:
-    """Rule-based tool calls for a query ([] = no tool). Splits "X and then Y" into a chain when
-    both halves match a rule."""
-    parts = re.split(r"\s*(?:,?\s*and then|;|, then|\. then|\bthen also|\band also)\s+", query.strip(), flags=re.I)
+# Where a query asks for one thing and then another. Applied to whitespace-collapsed text, in which
+# each separator has one reading: no run of spaces for \s* and \s+ to share out (cubic backtracking).
+_CHAIN_SEPARATOR = re.compile(r" ?(?:,? ?and then|;|[,.] then|\bthen also|\band also) ", re.I)
+
+
+def clean_query(query: object) -> str:
+    """What the rules read: whitespace collapsed, at most MAX_QUERY_CHARS; "" for a non-string."""
+    if not isinstance(query, str):
+        return ""
+    return " ".join(query.split())[:MAX_QUERY_CHARS].strip()
+
+
+def classify_query(query: str, registry: Registry | None = None) -> list[Call]:
+    """Rule-based tool calls for a query ([] = no tool); the calls always pass the registry's check.
+    Splits "X and then Y" into a chain when both halves match a rule. Never raises: an empty, blank
+    or non-string query gets [] and a long one is read up to MAX_QUERY_CHARS."""
+    registry = registry or load_registry()
+    text = clean_query(query)
+    if not text:
+        return []
+    parts = _CHAIN_SEPARATOR.split(text)
     if len(parts) > 1:
-        chained = [_first_rule(p) for p in parts]
+        chained = [_first_rule(p, registry) for p in parts]
         if all(chained):
             return [call for calls in chained for call in calls]
-    return _first_rule(query) or []
+    return _first_rule(text, registry) or []
 
 
-def _first_rule(text: str) -> list[Call] | None:
+def _first_rule(text: str, registry: Registry) -> list[Call] | None:
+    """The calls of the first rule that fires with calls the registry accepts ([] = no tool)."""
     for rule in RULES:
         calls = rule(text)
-        if calls is not None:
+        if calls is not None and not registry.check_calls(calls):
             return calls
     return None
 
@@ -243,7 +272,7 @@ class HeuristicRouter(BaseRouter):
     batch_size = 256
 
     def _propose(self, queries: list[str]) -> list[list[Call]]:
-        return [classify_query(q) for q in queries]
+        return [classify_query(q, self.registry) for q in queries]
 
 
 # -- embedding --------------------------------------------------------------------------------

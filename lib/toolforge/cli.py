@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("toolforge.dataset", "generate template data, merge sources and write the splits + data card"),
     "teacher": ("toolforge.teacher.cli", "distil from a teacher model: 'teacher label' / 'teacher synth'"),
     "train": ("toolforge.train", "fine-tune a router for one arm (LoRA on CPU, QLoRA on CUDA)"),
-    "merge": ("toolforge.train", "merge a run's adapter into a standalone model (use: merge RUN_DIR OUT_DIR)"),
+    "merge": ("toolforge.merge", "merge a run's adapter into a standalone model (use: merge RUN_DIR OUT_DIR)"),
     "route": ("toolforge.route_cli", "route queries with a model, heuristic or embedding router"),
     "evaluate": ("toolforge.evaluate", "evaluate routers on the test, hard_test and human_eval splits"),
     "ablation": ("toolforge.ablation", "run and aggregate a set of arms (02 then 03 per arm)"),

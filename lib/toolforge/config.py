@@ -9,7 +9,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
@@ -125,6 +125,18 @@ def config_from_namespace(cls: type[T], namespace: Mapping[str, Any], before: se
         raise ConfigError(f"notebook parameters: unknown key(s) {unknown}")
     values = {f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace}
     return from_dict(cls, values, "notebook parameters")
+
+
+def parse_key_values(items: Iterable[str], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` command-line overrides of config fields; values are read as YAML (8 -> int,
+    true -> bool, [q_proj, v_proj] -> list). ``option`` names the command-line option in errors."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{option}: expected KEY=VALUE with KEY a Python name, got {item!r}")
+        parsed[key] = yaml.safe_load(value) if value else ""
+    return parsed
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

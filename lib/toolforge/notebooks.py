@@ -15,12 +15,8 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import yaml
-
-from .arm import ArmConfig, load_arm
-from .config import ConfigError, to_dict
 from .paths import REPO_ROOT
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -175,22 +171,3 @@ def pair_differences(py_path: str | Path, ipynb_path: str | Path) -> list[str]:
         problems.append(f"{Path(py_path).name} has {len(left)} cells, {Path(ipynb_path).name} has {len(right)}")
     return problems
 
-
-def arm_parameters(arm_path: str | Path) -> tuple[ArmConfig, dict[str, Any]]:
-    """Validate an arm YAML (unknown keys and bad values fail here, before any notebook runs) and
-    return it with the papermill parameters it sets: its own keys, with values as the config reads them."""
-    arm = load_arm(arm_path)
-    written = yaml.safe_load(Path(arm_path).read_text(encoding="utf-8")) or {}
-    values = to_dict(arm)
-    return arm, {key: values[key] for key in written}
-
-
-def parse_key_values(items: Iterable[str], option: str) -> dict[str, Any]:
-    """``KEY=VALUE`` command-line items as notebook parameters; values are read as YAML (numbers, lists, true)."""
-    parsed: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ConfigError(f"{option}: expected KEY=VALUE with KEY a Python name, got {item!r}")
-        parsed[key] = yaml.safe_load(value) if value else ""
-    return parsed

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 from .ablation import evaluate_parameters, train_parameters
-from .config import ConfigError
+from .config import ConfigError, parse_key_values
 from .kaggle import secret_to_env
-from .notebooks import (NOTEBOOKS_DIR, NotebookError, notebook_path, parse_key_values, repo_relative, run_notebook,
-                        store_executed)
+from .notebooks import NOTEBOOKS_DIR, NotebookError, notebook_path, repo_relative, run_notebook, store_executed
 from .paths import REPO_ROOT, runs_dir
 
 DEFAULT_ARM = REPO_ROOT / "configs" / "arms" / "gemma270m-cpu-demo.yaml"

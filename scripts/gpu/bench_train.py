@@ -36,7 +36,10 @@ from toolforge.config import to_dict  # noqa: E402
 from toolforge.examples import read_examples  # noqa: E402
 from toolforge.model import load_base_model  # noqa: E402
 from toolforge.registry import load_registry  # noqa: E402
-from toolforge.train import PadCollator, answer_loss, encode_examples, precision_plan, train  # noqa: E402
+from toolforge.encoding import PadCollator, encode_examples  # noqa: E402
+from toolforge.loss import answer_loss  # noqa: E402
+from toolforge.precision import precision_plan  # noqa: E402
+from toolforge.train import train  # noqa: E402
 
 FULL_ARM = REPO / "configs" / "arms" / "gemma270m-full.yaml"
 METRIC_KEYS = ("train_tokens_per_s", "computed_tokens_per_s", "wall_time_s", "train_time_s", "eval_time_s",
@@ -48,14 +51,14 @@ def step_benchmark(arm, device: str, batch_sizes: list[int], warmup: int, timed:
     from peft import LoraConfig, get_peft_model
 
     plan = precision_plan(device, "none", "auto")
-    model, tokenizer = load_base_model(arm.model, "none", device, plan["dtype"])
+    model, tokenizer = load_base_model(arm.model, "none", device, plan.dtype)
     model = get_peft_model(model, LoraConfig(r=arm.lora_r, lora_alpha=arm.lora_alpha, lora_dropout=arm.lora_dropout,
                                              target_modules=list(arm.target_modules), task_type="CAUSAL_LM"))
     model.train()
     rows = encode_examples(read_examples(arm.data_path / "train.jsonl"), tokenizer, arm, load_registry())
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.startswith("cuda"))
-    autocast = torch.autocast("cuda", dtype=plan["dtype"]) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    autocast = torch.autocast("cuda", dtype=plan.dtype) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
     generator = torch.Generator().manual_seed(0)
     results = []
     for share in (True, False):
