@@ -10,7 +10,9 @@ Template files in this folder hold the families: one ``<tool>.yaml`` per registr
 may use ``{slot}``), optional tags (``hard_negative``, ``policy``), ``confuses`` (a hard negative: the
 tool whose words it uses although it needs another tool or none) and its phrasings by *form*:
 
-- ``ask``: a question, ``do``: a command, ``kw``: keywords only (no final punctuation in any);
+- ``ask``: a question, ``do``: a command, ``kw``: keywords only, ``say``: a statement or a message of
+  two parts said as is ("I'm flying to {place} tomorrow, what's the weather there"); no final
+  punctuation in any;
 - ``context``: a sentence that sets the scene, for the multi-sentence register;
 - ``foreign``: the request in another language (only where the tool allows it).
 
@@ -45,7 +47,7 @@ NO_TOOL_SHARE, CHAIN_SHARE = 0.16, 0.26
 # Within chains: how often a chain is written as one request (chains.yaml families) and how often a
 # composed chain has three calls; the rest are composed pairs (distinct tools, then same-tool repeats).
 WRITTEN_CHAIN_SHARE, TRIPLE_SHARE = 0.25, 0.2
-FORMS = ("ask", "do", "kw", "context", "foreign")
+FORMS = ("ask", "do", "kw", "say", "context", "foreign")
 CLAUSE_FORMS = ("ask", "do")              # the forms a chain part may take
 _SLOT = re.compile(r"\{(\w+)\}")
 
@@ -130,8 +132,8 @@ def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Fami
         if confuses is not None and confuses not in registry:
             raise ValueError(f"{where}: confuses {confuses!r} is not a registry tool")
         forms = {form: _phrasings(spec[form], f"{where}.{form}") for form in FORMS if spec.get(form)}
-        if not any(forms.get(f) for f in ("ask", "do", "kw", "foreign")):
-            raise ValueError(f"{where}: no phrasings (give ask, do, kw or foreign)")
+        if not any(forms.get(f) for f in FORMS if f != "context"):
+            raise ValueError(f"{where}: no phrasings (give {', '.join(f for f in FORMS if f != 'context')})")
         families.append(Family(id=f"{path.stem}.{name}", category=category, frames=frames, calls=calls, forms=forms,
                                tags=tuple(spec.get("tags") or ()), confuses=confuses, pools=local_pools))
     if len({f.id for f in families}) != len(families):

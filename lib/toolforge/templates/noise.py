@@ -18,7 +18,7 @@ import unicodedata
 Segment = tuple[str, "str | None"]
 
 # Slots whose surface text is copied into a label exactly, so their case is never changed.
-VERBATIM_SLOTS = frozenset({"text", "text_word", "url", "written"})
+VERBATIM_SLOTS = frozenset({"text", "text_word", "url", "domain", "written"})
 
 PREFIXES = ["hey ", "hi ", "hi, ", "hey, ", "hello, ", "yo ", "um ", "ok so ", "so ", "quick question: ",
             "quick q - ", "hey there, ", "hi there! ", "excuse me, ", "sorry to bother you but ", "please ",
