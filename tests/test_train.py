@@ -18,7 +18,8 @@ from toolforge.registry import load_registry
 from toolforge.encoding import IGNORE_INDEX, PadCollator, encode_example
 from toolforge.loss import answer_loss
 from toolforge.precision import ensure_fp32_trainable, precision_plan
-from toolforge.train import STAGING, check_inputs, main, parse_overrides, subset, train
+from toolforge.examples import seeded_sample as subset  # what training samples its data-size arms with
+from toolforge.train import STAGING, check_inputs, main, parse_overrides, train
 from toolforge.trainer import training_arguments, wandb_enabled
 
 REG = load_registry()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import shutil
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 from .arm import ArmConfig, load_arm
 from .config import ConfigError, dump_yaml, parse_key_values
 from .encoding import PadCollator, encode_examples
-from .examples import Example, read_examples
+from .examples import read_examples, seeded_sample
 from .precision import ensure_fp32_trainable, precision_plan
 from .registry import load_registry
 from .trainer import router_trainer_class, training_arguments, wandb_enabled
@@ -53,14 +52,6 @@ def check_inputs(arm: ArmConfig) -> tuple[Path, Path]:
     except (OSError, ValueError) as e:
         raise ConfigError(f"model: cannot load {arm.model!r}: {e}") from None
     return files
-
-
-def subset(examples: list[Example], n: int, seed: int) -> list[Example]:
-    """A seeded random subset of ``n`` examples (all when n is 0 or not smaller), in the file's order."""
-    if n <= 0 or n >= len(examples):
-        return examples
-    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
-    return [examples[i] for i in keep]
 
 
 def commit_run(staging: Path, run_dir: Path) -> None:
@@ -180,8 +171,8 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob:
     plan = precision_plan(device, arm.quantization, arm.mixed_precision)
     print(plan.line)
     registry = load_registry()
-    train_examples = subset(read_examples(train_file, registry), arm.max_train_examples, arm.seed)
-    eval_examples = subset(read_examples(val_file, registry), arm.max_eval_examples, arm.seed)
+    train_examples = seeded_sample(read_examples(train_file, registry), arm.max_train_examples, arm.seed)
+    eval_examples = seeded_sample(read_examples(val_file, registry), arm.max_eval_examples, arm.seed)
 
     start = time.perf_counter()
     model, tokenizer = load_base_model(arm.model, plan.quantization, device, plan.dtype)
