@@ -73,16 +73,24 @@ GENERATOR_RULES = {
     "web_search.query": "the subject followed by the intent keyword of the question: '<subject> latest news', "
                         "'<product> price', '<team> score', '<company> stock price', '<thing> release date', "
                         "'<kind> near me', '<business> opening hours', 'best <things>', "
-                        "'<flight> flight status', '<amount> <FROM> to <TO>' (currency codes).",
+                        "'<flight> flight status', '<amount> <FROM> to <TO>' (currency codes), '<country> travel advisory', "
+                        "'<country> visa requirements', '<venue> reviews', '<league> standings', '<artist> tour "
+                        "dates', '<events> in <place> this weekend', '<company> CEO'.",
     "calculator.expression": "Python syntax with spaces around binary operators: '*', '/', '+', '-', '**', "
                              "'sqrt(x)'; 'x%' of y -> '0.x * y'; a tip/markup adds 'base + 0.p * base', a "
                              "discount subtracts it; money keeps the digits as written without '$' or ','.",
     "datetime": "action 'time' / 'date' / 'now' (both) with 'timezone' only when a place or zone is named "
                 "(as written: city, IANA zone or abbreviation); 'weekday' / 'days_until' / 'days_since' with "
-                "'date' as YYYY-MM-DD (a named holiday needs its year).",
+                "'date' as YYYY-MM-DD (a named holiday needs its year); 'timezone' with the place as written; "
+                "'convert' with 'time' as HH:MM, 24 h ('3pm' -> '15:00', 'noon' -> '12:00'), 'timezone' the "
+                "zone it is in and 'to_timezone' the zone asked for; 'add' with 'amount' (negative for 'ago' / "
+                "'before') and 'unit', 'date' only when the start is not today (the weekday of a relative date "
+                "is 'add' too); 'between' with 'date' and 'end_date' (none when the end is today), 'unit' only "
+                "when it is not days.",
     "dictionary.word": "the word in lower case.",
     "translate": "'text' is exactly the text to translate (no quotes, no instruction, case kept); 'to_lang' "
-                 "the ISO 639-1 code of the target language.",
+                 "the ISO 639-1 code of the target language, also when named through its speakers ('how would "
+                 "a German say' -> 'de'); the meaning of a foreign phrase is a translation into 'en'.",
     "unit_converter": "'value' a JSON number ('1,500' -> 1500); 'from'/'to' canonical short forms "
                       "(table below). A quantity with a time unit converted to another time unit is a "
                       "conversion, not arithmetic.",
