@@ -6,6 +6,7 @@ overrides them, and anything the dataclass does not know is an error that names 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -55,14 +56,17 @@ def _check_type(name: str, value: Any, annotation: Any) -> Any:
         return value
     if annotation is float:
         # YAML 1.1 reads '2e-4' (no dot) as a string: accept numeric strings for float fields.
+        number = value
         if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
+        if not math.isfinite(number):  # .nan / .inf in YAML, "nan" on a command line: never a setting
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+        return float(number)
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {type(value).__name__} {value!r}")
@@ -95,15 +99,31 @@ def from_dict(cls: type[T], values: Mapping[str, Any], source: str = "config") -
     return obj
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path``. ConfigError naming the file (and the line and column of a syntax
+    error) for a missing file, text that is not UTF-8 or invalid YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)  # PyYAML would name the file "<unicode string>"
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+
+
 def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
     """Defaults of ``cls``, overridden by the YAML file at ``path``, then by ``overrides``."""
     values: dict[str, Any] = {}
     source = "config"
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of fields at the top level")
         values.update(loaded)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from .config import ConfigError, from_dict
-from .examples import CHAIN, NO_TOOL, BadLine, Example, iter_jsonl, read_examples, write_jsonl
+from .examples import CHAIN, NO_TOOL, BadLine, Example, iter_jsonl, jsonl_text, read_examples, write_files
 from .paths import KAGGLE_INPUT, REPO_ROOT, data_dir
 from .registry import Registry, load_registry, tool_names
 from .templates import DEFAULT_N, GENERATOR_RULES, UNITS, generate, load_pools, load_templates, normalize
@@ -220,14 +219,14 @@ def default_human_eval_path(out_dir: Path) -> Path | None:
 
 def write_dataset(dataset: Dataset, out_dir: str | Path, human_eval_path: str | Path | None = None,
                   command: str = "python -m toolforge generate") -> Path:
-    """Write the four splits and the data card (and a copy of human_eval.jsonl when it lives elsewhere)."""
+    """Write the splits and the data card (and a copy of human_eval.jsonl when it lives elsewhere),
+    all-or-nothing: a failure at any point leaves the folder's earlier dataset as it was."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
-        write_jsonl(out / f"{name}.jsonl", dataset.splits[name])
+    files = {out / f"{name}.jsonl": jsonl_text(dataset.splits[name]) for name in SPLITS}
     if human_eval_path and Path(human_eval_path).resolve() != (out / HUMAN_EVAL).resolve():
-        shutil.copyfile(human_eval_path, out / HUMAN_EVAL)
-    (out / DATA_CARD).write_text(data_card(dataset, command), encoding="utf-8")
+        files[out / HUMAN_EVAL] = Path(human_eval_path).read_text(encoding="utf-8")
+    files[out / DATA_CARD] = data_card(dataset, command)
+    write_files(files)
     return out
 
 
@@ -249,6 +248,9 @@ def _count_table(first: str, groups: dict[str, list[Example]], key, total: bool 
     return _table([first, *groups, "total"], rows)
 
 
+SHOWN_BAD_LINES = 20  # skipped lines listed by summary(); the rest are counted
+
+
 def summary(dataset: Dataset) -> str:
     """A few lines for the terminal and the notebook: sizes, drops and their reasons."""
     r = dataset.report
@@ -258,6 +260,9 @@ def summary(dataset: Dataset) -> str:
              f"dropped: {sum(r.invalid.values())} invalid, {r.exact_duplicates} exact duplicates, "
              f"{r.near_duplicates} near duplicates, {r.human_eval_overlap} near hand-written queries"]
     lines += [f"  invalid x{n}: {reason}" for reason, n in r.invalid.most_common(10)]
+    lines += [f"  skipped {bad}" for bad in r.bad_lines[:SHOWN_BAD_LINES]]  # file:line: reason
+    if len(r.bad_lines) > SHOWN_BAD_LINES:
+        lines.append(f"  ... and {len(r.bad_lines) - SHOWN_BAD_LINES} more skipped lines")
     if r.teacher_agreement is not None:
         a = r.teacher_agreement
         lines.append(f"teacher vs templates on {a['overlap']} shared queries: same tools {a['same_tools']:.1%}, "
@@ -424,8 +429,11 @@ def output_dir(config: GenerateConfig, base_dir: str | Path | None = None) -> Pa
 
 
 def run(config: GenerateConfig, progress: bool = True, base_dir: str | Path | None = None) -> Dataset:
-    """Generate templates, add teacher and extra files, build and write the dataset."""
+    """Generate templates, add teacher and extra files, build and write the dataset (all its files or
+    none: a failure leaves an earlier dataset in the folder as it was)."""
     out = output_dir(config, base_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir: {out} is a file, not a folder")
     template_examples = generate(config.n_examples, config.seed, progress=progress)
     extra = [Path(p) for p in config.extra_files]
     human_path = default_human_eval_path(out)
@@ -449,14 +457,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", nargs="*", default=[], metavar="FILE", help="more labelled files (example format)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad line of an extra file")
     args = parser.parse_args(argv)
-    config = from_dict(GenerateConfig, {"n_examples": args.n, "seed": args.seed, "out_dir": args.out,
-                                        "use_teacher": args.teacher, "teacher_queries": args.teacher_queries,
-                                        "extra_files": args.extra, "strict": args.strict}, "command line")
     try:
+        config = from_dict(GenerateConfig, {"n_examples": args.n, "seed": args.seed, "out_dir": args.out,
+                                            "use_teacher": args.teacher, "teacher_queries": args.teacher_queries,
+                                            "extra_files": args.extra, "strict": args.strict}, "command line")
         dataset = run(config)
-    except (BadLine, ConfigError, FileNotFoundError) as e:
+    except (BadLine, ConfigError, OSError) as e:  # each names its file (and line, field)
         print(f"generate: {e}")
         return 1
+    except KeyboardInterrupt:
+        print("generate: interrupted; the dataset in the output folder is unchanged")
+        return 130
     print(summary(dataset))
     print(f"wrote {output_dir(config)}")
     return 0

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Iterable, Iterator, Mapping, TypeVar
 
 from .registry import Registry, load_registry
 
@@ -101,9 +102,16 @@ def parse_example(obj: Any, registry: Registry | None = None, *, require_labels:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded object) for each non-blank line; BadLine for a line that is not JSON."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    """(line number, decoded object) for each non-blank line; BadLine for a line that is not UTF-8
+    text or not JSON (the lines after it are still read)."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                column = len(raw[:e.start].decode("utf-8", "replace")) + 1
+                yield line_no, BadLine(path, line_no, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {column})")
+                continue
             if not line.strip():
                 continue
             try:
@@ -152,16 +160,50 @@ def read_queries(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def jsonl_text(rows: Iterable[Example | dict[str, Any]]) -> str:
+    """The JSONL text of ``rows``, one object a line. A string that UTF-8 cannot encode (a lone
+    surrogate, e.g. from a non-UTF-8 command line) is written as its JSON escape: nothing is lost."""
+    lines = []
+    for row in rows:
+        obj = row.to_json() if isinstance(row, Example) else row
+        line = json.dumps(obj, ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            line = json.dumps(obj)  # \uXXXX escapes: valid JSON in a valid UTF-8 file
+        lines.append(line + "\n")
+    return "".join(lines)
+
+
+def write_files(contents: Mapping[str | Path, str]) -> None:
+    """Write text files all-or-nothing: each goes to a temporary file beside it (same folder, so the
+    rename stays on one file system), and only when all are written are they renamed over their
+    targets. On any error, Ctrl-C included, the temporary files are removed and the old files stay."""
+    targets = {Path(p): text.encode("utf-8") for p, text in contents.items()}  # fails here, before any write
+    for path in targets:
+        if path.is_dir():
+            raise IsADirectoryError(f"{path}: is a folder; give a file path to write")
+        if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+            raise NotADirectoryError(f"{path}: cannot be written, a folder on its path is a file")
+    written: list[tuple[Path, Path]] = []
+    try:
+        for path, data in targets.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            written.append((tmp, path))
+            with open(tmp, "xb") as f:  # "x": a new file, with the usual permissions
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in written:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+
+
 def write_jsonl(path: str | Path, rows: Iterable[Example | dict[str, Any]]) -> int:
-    """Write rows atomically (temp file, then rename), so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            obj = row.to_json() if isinstance(row, Example) else row
-            f.write(json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+    """Write rows all-or-nothing (all serialised first, then ``write_files``); returns how many."""
+    text = jsonl_text(rows)
+    write_files({path: text})
+    return text.count("\n")

@@ -48,7 +48,8 @@ NO_TOOL_SHARE, CHAIN_SHARE = 0.16, 0.26
 # composed chain has three calls; the rest are composed pairs (distinct tools, then same-tool repeats).
 WRITTEN_CHAIN_SHARE, TRIPLE_SHARE = 0.25, 0.2
 FORMS = ("ask", "do", "kw", "say", "context", "foreign")
-CLAUSE_FORMS = ("ask", "do")              # the forms a chain part may take
+# The forms a chain part may take, and how often: keyword parts ("paris weather + 5 km in miles") are rarer.
+CLAUSE_FORMS = {"ask": 0.45, "do": 0.4, "kw": 0.15}
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
@@ -291,7 +292,8 @@ def compose_chain(rng: random.Random, templates: TemplateSet, pools: Pools, tool
     parts = []
     for tool in tools:
         family = rng.choice(chain_parts(templates, tool))
-        form = rng.choice([x for x in CLAUSE_FORMS if family.forms.get(x)])
+        forms = [x for x in CLAUSE_FORMS if family.forms.get(x)]
+        form = rng.choices(forms, weights=[CLAUSE_FORMS[x] for x in forms])[0]
         parts.append(render(rng, family, _CLAUSE[form], pools))
     k = rng.randrange(len(templates.connectors[len(tools)]))
     connector = templates.connectors[len(tools)][k]

@@ -269,6 +269,14 @@ def _duration(rng: random.Random, units: tuple[str, ...]) -> dict[str, Any]:
 
 
 @frame
+def relative_day(rng, p):
+    """'tomorrow' and its kin: add's amount in days."""
+    text, offset = rng.choice([("tomorrow", 1), ("tomorrow", 1), ("yesterday", -1), ("the day after tomorrow", 2),
+                               ("the day before yesterday", -2)])
+    return {"rel_day": text, "day_offset": offset}
+
+
+@frame
 def duration(rng, p):
     """'45 days', 'a week', '3 months' from or before today: add's amount (or -amount) and unit."""
     return _duration(rng, ("days", "days", "weeks", "months", "years"))

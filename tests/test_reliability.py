@@ -1,0 +1,156 @@
+"""Nothing half-written, nothing lost, and a clear message instead of a traceback (issue 9): the
+JSONL writer and the dataset are all-or-nothing, and the generate and teacher commands name the file,
+line or field of bad input."""
+import json
+
+import pytest
+from fakes.teacher_server import write_queries
+
+from toolforge import examples
+from toolforge.config import ConfigError, load_config
+from toolforge.dataset import main as generate_main
+from toolforge.examples import BadLine, iter_jsonl, read_examples, write_jsonl
+from toolforge.teacher import TeacherConfig
+from toolforge.teacher.cli import main as teacher_main
+
+ROW = {"id": "x1", "query": "weather in paris", "tool_calls": [{"name": "weather", "arguments": {"location": "Paris"}}]}
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+# -- the writer ----------------------------------------------------------------------------------
+
+def test_a_lone_surrogate_is_written_as_its_escape_and_read_back(tmp_path):
+    path = tmp_path / "out.jsonl"
+    rows = [ROW, {**ROW, "id": "x2", "query": "caf\udce9 weather"}]   # from a non-UTF-8 command line
+    assert write_jsonl(path, rows) == 2
+    assert [json.loads(line)["query"] for line in path.read_text(encoding="utf-8").splitlines()] == \
+        ["weather in paris", "caf\udce9 weather"]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_row_that_cannot_be_written_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "out.jsonl"
+    write_jsonl(path, [ROW])
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        write_jsonl(path, [ROW, {"query": {1, 2}}])    # a set is not JSON: found before writing
+    assert path.read_bytes() == before and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("target", ["folder", "inside_a_file"])
+def test_an_output_path_that_cannot_be_a_file_fails_first_with_a_message(tmp_path, target):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("keep")
+    path = tmp_path / "folder" if target == "folder" else tmp_path / "a_file" / "out.jsonl"
+    with pytest.raises(OSError, match="folder"):
+        write_jsonl(path, [ROW])
+    assert (tmp_path / "a_file").read_text() == "keep" and leftovers(tmp_path) == []
+
+
+def test_a_failure_while_writing_several_files_changes_none(tmp_path, monkeypatch):
+    old = {tmp_path / f"{n}.jsonl": f"old {n}\n" for n in "abc"}
+    for p, text in old.items():
+        p.write_text(text)
+    calls = []
+
+    def disk_full_on_the_third(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(examples.os, "fsync", disk_full_on_the_third)
+    with pytest.raises(OSError, match="No space"):
+        examples.write_files({p: "new\n" for p in old})
+    assert {p: p.read_text() for p in old} == old and leftovers(tmp_path) == []
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def test_a_line_that_is_not_utf8_is_a_bad_line_with_file_and_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(json.dumps(ROW).encode() + b"\n" + b'{"query": "caf\xe9"}\n' + json.dumps(ROW).encode() + b"\n")
+    items = list(iter_jsonl(path))
+    assert isinstance(items[1][1], BadLine) and str(items[1][1]) == f"{path}:2: not UTF-8 text (byte 0xe9 at column 15)"
+    assert items[0][1] == items[2][1] == ROW   # the lines around it are still read
+    with pytest.raises(BadLine, match=r"x.jsonl:2: not UTF-8"):
+        read_examples(path)
+
+
+# -- generate ------------------------------------------------------------------------------------
+
+def test_generate_reports_bad_input_without_a_traceback(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert generate_main(["--n", "0", "--out", str(tmp_path / "o"), "--teacher", "off"]) == 1
+    assert "n_examples: must be positive, got 0" in capsys.readouterr().out
+    assert generate_main(["--n", "50", "--out", str(a_file), "--teacher", "off"]) == 1
+    assert f"{a_file} is a file, not a folder" in capsys.readouterr().out
+    assert generate_main(["--n", "50", "--out", str(tmp_path / "o"), "--teacher", "off",
+                          "--extra", str(tmp_path / "missing.jsonl")]) == 1
+    assert "missing.jsonl" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists() or leftovers(tmp_path / "o") == []
+
+
+def test_generate_names_each_skipped_line_and_strict_stops_at_it(tmp_path, capsys):
+    extra = tmp_path / "extra.jsonl"
+    extra.write_bytes(json.dumps({**ROW, "source": "teacher"}).encode() + b"\n" + b'{"query": "caf\xe9"}\n'
+                      + b'{"query": "hi", "tool_calls": [{"name": "teleport", "arguments": {}}]}\n')
+    assert generate_main(["--n", "100", "--out", str(tmp_path / "o"), "--teacher", "off", "--extra", str(extra)]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {extra}:2: not UTF-8 text" in out and f"skipped {extra}:3: unknown tool 'teleport'" in out
+    assert generate_main(["--n", "100", "--out", str(tmp_path / "o2"), "--teacher", "off", "--strict",
+                          "--extra", str(extra)]) == 1
+    assert f"{extra}:2: not UTF-8 text" in capsys.readouterr().out
+
+
+def test_generate_failing_midway_leaves_the_earlier_dataset_intact(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "data"
+    assert generate_main(["--n", "100", "--out", str(out), "--teacher", "off"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {"train.jsonl", "val.jsonl", "test.jsonl", "hard_test.jsonl", "DATA_CARD.md"} <= set(before)
+    calls = []
+
+    def disk_full_on_the_third(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(examples.os, "fsync", disk_full_on_the_third)
+    assert generate_main(["--n", "120", "--seed", "1", "--out", str(out), "--teacher", "off"]) == 1
+    assert "No space left on device" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert leftovers(out) == []
+
+
+# -- configs -------------------------------------------------------------------------------------
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "teacher.yaml"
+    bad.write_text("min_gap_s: 1\nmodels: [a, b\ntimeout_s: 3\n")
+    with pytest.raises(ConfigError, match=rf"^{bad}:3:\d+: invalid YAML"):
+        load_config(TeacherConfig, bad)
+    queries = write_queries(tmp_path / "q.jsonl", ["hi"])
+    assert teacher_main(["label", "--input", str(queries), "--output", str(tmp_path / "l.jsonl"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:" in err and "<unicode string>" not in err
+
+
+@pytest.mark.parametrize("text", ["min_gap_s: .nan\n", "min_gap_s: .inf\n", "timeout_s: -.inf\n", "timeout_s: 'nan'\n"])
+def test_nan_and_infinite_numbers_fail_validation_naming_the_field(tmp_path, text):
+    path = tmp_path / "teacher.yaml"
+    path.write_text(text)
+    field = text.split(":")[0]
+    with pytest.raises(ConfigError, match=rf"{path}: {field}: expected a finite number"):
+        load_config(TeacherConfig, path)
+
+
+def test_teacher_cli_names_bad_numbers_and_bad_input_lines(tmp_path, capsys):
+    queries = tmp_path / "q.jsonl"
+    queries.write_bytes(b'{"query": "hi"}\n{"query": "caf\xe9"}\n')
+    out = str(tmp_path / "l.jsonl")
+    assert teacher_main(["label", "--input", str(queries), "--output", out, "--timeout", "nan"]) == 2
+    assert "timeout_s: expected a finite number" in capsys.readouterr().err
+    assert teacher_main(["label", "--input", str(queries), "--output", out, "--backend", "openai",
+                         "--base-url", "http://127.0.0.1:9/v1", "--models", "m"]) == 2
+    assert f"{queries}:2: not UTF-8 text" in capsys.readouterr().err
