@@ -20,6 +20,17 @@ def leftovers(folder):
     return sorted(p.name for p in folder.rglob("*.tmp"))
 
 
+def fail_the_third_fsync(monkeypatch):
+    """From now on, the third file written hits a full disk."""
+    calls = []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(examples.os, "fsync", fsync)
+
+
 # -- the writer ----------------------------------------------------------------------------------
 
 def test_a_lone_surrogate_is_written_as_its_escape_and_read_back(tmp_path):
@@ -54,13 +65,7 @@ def test_a_failure_while_writing_several_files_changes_none(tmp_path, monkeypatc
     old = {tmp_path / f"{n}.jsonl": f"old {n}\n" for n in "abc"}
     for p, text in old.items():
         p.write_text(text)
-    calls = []
-
-    def disk_full_on_the_third(fd):
-        calls.append(fd)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device")
-    monkeypatch.setattr(examples.os, "fsync", disk_full_on_the_third)
+    fail_the_third_fsync(monkeypatch)
     with pytest.raises(OSError, match="No space"):
         examples.write_files({p: "new\n" for p in old})
     assert {p: p.read_text() for p in old} == old and leftovers(tmp_path) == []
@@ -110,13 +115,7 @@ def test_generate_failing_midway_leaves_the_earlier_dataset_intact(tmp_path, mon
     assert generate_main(["--n", "100", "--out", str(out), "--teacher", "off"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert {"train.jsonl", "val.jsonl", "test.jsonl", "hard_test.jsonl", "DATA_CARD.md"} <= set(before)
-    calls = []
-
-    def disk_full_on_the_third(fd):
-        calls.append(fd)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device")
-    monkeypatch.setattr(examples.os, "fsync", disk_full_on_the_third)
+    fail_the_third_fsync(monkeypatch)
     assert generate_main(["--n", "120", "--seed", "1", "--out", str(out), "--teacher", "off"]) == 1
     assert "No space left on device" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
