@@ -17,6 +17,9 @@ from typing import Any
 from .registry import Registry, load_registry
 
 NO_TOOL_ANSWER = "none"
+# The most calls one answer may hold: the longest chains asked for are triples; the answer grammar
+# (toolforge.grammar) and the routers hold answers to it.
+MAX_CALLS = 3
 PROMPT_STYLES = ("tools", "bare")
 
 _SYSTEM_HEAD = "You are a tool router. Decide which tools answer the user's message."
@@ -48,12 +51,21 @@ def build_messages(query: str, registry: Registry | None = None, style: str = "t
     return messages
 
 
-def format_answer(tool_calls: list[dict[str, Any]]) -> str:
+def format_answer(tool_calls: list[dict[str, Any]], registry: Registry | None = None) -> str:
+    """The answer text for ``tool_calls``. Arguments are written in the registry's order, whatever
+    order a label lists them in: one order to learn, and the one the answer grammar accepts."""
     if not tool_calls:
         return NO_TOOL_ANSWER
+    registry = registry or load_registry()
     return "\n".join(
-        f"{c['name']} {json.dumps(c['arguments'], ensure_ascii=False, separators=(',', ':'))}"
+        f"{c['name']} {json.dumps(_in_registry_order(c, registry), ensure_ascii=False, separators=(',', ':'))}"
         for c in tool_calls)
+
+
+def _in_registry_order(call: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    order = registry[call["name"]].argument_names if call["name"] in registry else []
+    rank = {key: i for i, key in enumerate(order)}
+    return {k: call["arguments"][k] for k in sorted(call["arguments"], key=lambda k: rank.get(k, len(order)))}
 
 
 class AnswerParseError(ValueError):

@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .metrics import SCHEMA_INVALID, UNKNOWN_TOOL
-from .prompt import AnswerParseError, build_messages, parse_answer
+from .prompt import MAX_CALLS, AnswerParseError, build_messages, parse_answer
 from .registry import Registry, load_registry
 
 # What a router reads of a query: its last MAX_QUERY_CHARS characters (a longer one keeps its tail,
 # where the request usually is, as the model's own prompt truncation does).
 MAX_QUERY_CHARS = 2000
-# The most calls an answer may hold; more is a failure (the data's longest chains have 3).
-MAX_CALLS = 5
 TOO_MANY_CALLS = "too_many_calls"
 # A cap, not a target: the median labelled answer is 13 tokens, the longest 73 (a chain of three calls
 # with a URL), and a greedy decode stops at the end of turn.
