@@ -110,3 +110,9 @@ def test_notebook_parameters_reject_injected_unknowns():
     assert config_from_namespace(ArmConfig, namespace, before).lora_r == 8
     with pytest.raises(ConfigError, match="lora_rank"):
         config_from_namespace(ArmConfig, {**namespace, "lora_rank": 8}, before)
+
+
+def test_comma_list_is_the_one_parser_of_comma_separated_settings():
+    from toolforge.config import comma_list
+
+    assert comma_list("a, b,,c ,") == ["a", "b", "c"] and comma_list(None) == comma_list("  ") == []

@@ -311,15 +311,10 @@ def test_maybe_distil_skips_without_keys_and_distils_with_them(gemini, tmp_path,
     monkeypatch.setenv("GEMINI_API_KEYS", ",".join(KEYS))
     path = maybe_distil(tmp_path, n_queries=6, seed=0, config=TeacherConfig(**FAST), progress=False)
     assert path == tmp_path / "teacher_labels.jsonl" and len(read_examples(path)) == 6
-    # a second call resumes: nothing new is asked, except queries to label as well
+    # a second call resumes: nothing new is asked
     n_requests = len(gemini.requests)
     assert maybe_distil(tmp_path, n_queries=6, seed=0, config=TeacherConfig(**FAST), progress=False) == path
     assert len(gemini.requests) == n_requests
-    maybe_distil(tmp_path, n_queries=6, seed=0, also_label=["weather in Paris?"], config=TeacherConfig(**FAST),
-                 progress=False)
-    assert len(gemini.requests) == n_requests + 1
-    shared = [ex for ex in read_examples(path) if ex.query == "weather in Paris?"]
-    assert len(read_examples(path)) == 7 and shared[0].tool_calls == ORACLE["weather in Paris?"]
 
 
 def test_an_error_while_writing_stops_the_run_and_is_raised(gemini, tmp_path, monkeypatch):
@@ -331,3 +326,16 @@ def test_an_error_while_writing_stops_the_run_and_is_raised(gemini, tmp_path, mo
     with pytest.raises(OSError, match="No space left"):
         label_file(write_queries(tmp_path / "q.jsonl", list(ORACLE)), tmp_path / "l.jsonl", TeacherConfig(**FAST),
                    progress=False)
+
+
+def test_synth_drops_what_the_dataset_builder_would_drop_as_a_near_duplicate(gemini, tmp_path):
+    from toolforge.templates.noise import normalize
+
+    existing = write_queries(tmp_path / "train.jsonl", ["What's the weather in Paris?"])
+    repeat = "hey whats the weather in paris thanks"   # same key for the builder, not for a case/space key
+    assert normalize(repeat) == normalize("What's the weather in Paris?")
+    gemini.synth = lambda prompt, k: [repeat, "first new query", "Hi, first new query!", "second new query"]
+    report = synth_file(tmp_path / "q.jsonl", 2, TeacherConfig(**{**FAST, "workers": 1}), existing=[existing],
+                        progress=False)
+    written = [json.loads(line)["query"] for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert written == ["first new query", "second new query"] and report.duplicates == 2

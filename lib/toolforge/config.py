@@ -159,6 +159,11 @@ def parse_key_values(items: Iterable[str], option: str) -> dict[str, Any]:
     return parsed
 
 
+def comma_list(text: str | None) -> list[str]:
+    """The items of a comma-separated setting, a command-line option or a variable: 'a, b,,c' -> [a, b, c]."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 

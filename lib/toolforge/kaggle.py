@@ -1,4 +1,5 @@
-"""``python -m toolforge publish``: data/ as a Kaggle Dataset, so the notebooks run on a free Kaggle T4.
+"""Kaggle: ``python -m toolforge publish`` (data/ as a Kaggle Dataset, so the notebooks run on a free Kaggle
+T4), and reading Kaggle Secrets (the teacher's keys, the W&B key) where a notebook has no environment.
 
 The Kaggle CLI uploads a folder that holds the data files and a ``dataset-metadata.json``. This command
 stages that folder: it copies every file of data/ and writes the metadata from the repository's
@@ -160,20 +161,28 @@ def publish(data_path: str | Path | None = None, metadata_path: str | Path = MET
         return subprocess.run(command).returncode
 
 
+# -- Kaggle Secrets: what a notebook on Kaggle has in place of environment variables ----------------
+
+def kaggle_secret(name: str) -> str | None:
+    """The Kaggle Secret ``name`` attached to this notebook; None when it is not attached or when
+    this is not a Kaggle kernel (no ``kaggle_secrets`` module)."""
+    try:
+        from kaggle_secrets import UserSecretsClient  # type: ignore[import-not-found]
+
+        return UserSecretsClient().get_secret(name) or None
+    except Exception:  # ImportError off Kaggle; the client raises a bare Exception for a missing secret
+        return None
+
+
 def secret_to_env(name: str) -> bool:
     """On Kaggle, copy the attached Kaggle Secret ``name`` into os.environ unless it is set already;
     True when the variable is set afterwards. Elsewhere the environment is all there is."""
     if os.environ.get(name):
         return True
-    if not on_kaggle():
-        return False
-    try:
-        from kaggle_secrets import UserSecretsClient  # type: ignore[import-not-found]
-
-        os.environ[name] = UserSecretsClient().get_secret(name)
-    except Exception:  # not on Kaggle after all, or the secret is not attached to this notebook
-        return False
-    return bool(os.environ.get(name))
+    value = kaggle_secret(name) if on_kaggle() else None
+    if value:
+        os.environ[name] = value
+    return bool(value)
 
 
 def main(argv: list[str] | None = None) -> int:

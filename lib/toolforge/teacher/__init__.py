@@ -10,23 +10,19 @@ from pathlib import Path
 from typing import Iterable
 
 from ..config import ConfigError
-from ..examples import write_jsonl
 from .backend import TeacherConfig, resolve_backend
 from .label import LabelReport, label_file
-from .store import read_rows
 from .synth import SynthReport, synth_file
 
-QUERIES_FILE, INPUTS_FILE, LABELS_FILE = "teacher_queries.jsonl", "teacher_inputs.jsonl", "teacher_labels.jsonl"
+QUERIES_FILE, LABELS_FILE = "teacher_queries.jsonl", "teacher_labels.jsonl"
 
 
 def maybe_distil(out_dir: str | Path, n_queries: int, seed: int, enabled: str | bool = "auto", *,
-                 existing: Iterable[str | Path] = (), also_label: Iterable[str] = (),
-                 config: TeacherConfig | None = None, progress: bool = True) -> Path | None:
+                 existing: Iterable[str | Path] = (), config: TeacherConfig | None = None,
+                 progress: bool = True) -> Path | None:
     """Synthesise ``n_queries`` queries and label them into ``out_dir/teacher_labels.jsonl``.
 
     ``existing``: data files whose queries synthesis must not repeat (e.g. the human eval set).
-    ``also_label``: queries to label as well, e.g. a sample of template queries, so that the
-    dataset builder can measure teacher/template agreement on shared queries.
 
     Both steps resume where an earlier call stopped. With no teacher configured (no Gemini key, no
     ``$TOOLFORGE_TEACHER_OPENAI_BASE_URL``) and ``enabled="auto"``, prints one line saying why and
@@ -51,14 +47,9 @@ def maybe_distil(out_dir: str | Path, n_queries: int, seed: int, enabled: str | 
     queries, labels = out / QUERIES_FILE, out / LABELS_FILE
     synth = synth_file(queries, n_queries, cfg, seed=seed, existing=existing, resume=True, progress=progress)
     print(synth.summary())
-    inputs, also_label = queries, list(also_label)
-    if also_label:
-        inputs = out / INPUTS_FILE  # rewritten each call: labelling resumes by query, not by line
-        write_jsonl(inputs, [obj for _, obj in read_rows(queries)] + [{"query": q, "style": "overlap"}
-                                                                      for q in also_label])
-    if synth.total == 0 and not also_label:
+    if synth.total == 0:
         return None
-    report = label_file(inputs, labels, cfg, resume=True, progress=progress)
+    report = label_file(queries, labels, cfg, resume=True, progress=progress)
     print(report.summary())
     if report.interrupted:
         raise KeyboardInterrupt

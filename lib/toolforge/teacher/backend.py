@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from ..config import ConfigError
+from ..config import ConfigError, comma_list
 from ..registry import Registry
 from .keys import Key, find_keys
 
@@ -100,15 +100,11 @@ def resolve_backend(cfg: TeacherConfig, env: Mapping[str, str] | None = None) ->
         return backend, list(gemini_keys), list(cfg.models or GEMINI_MODELS)
     if not (cfg.base_url or env.get(OPENAI_BASE_URL_ENV)):
         raise ConfigError(f"the openai backend needs --base-url or ${OPENAI_BASE_URL_ENV}")
-    models = list(cfg.models) or _split_models(env.get(OPENAI_MODEL_ENV))
+    models = list(cfg.models) or comma_list(env.get(OPENAI_MODEL_ENV))
     if not models:
         raise ConfigError(f"the openai backend needs --models or ${OPENAI_MODEL_ENV}")
     keys: list[Key | None] = list(find_keys(OPENAI_KEY_PREFIX, env, kaggle=False)) or [None]
     return backend, keys, models
-
-
-def _split_models(raw: str | None) -> list[str]:
-    return [m.strip() for m in (raw or "").split(",") if m.strip()]
 
 
 def why_no_teacher() -> str:

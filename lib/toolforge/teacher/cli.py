@@ -16,7 +16,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, comma_list, load_config
 from ..examples import BadLine
 from ..registry import load_registry
 from .backend import TeacherConfig
@@ -26,15 +26,11 @@ from .store import OutputExists
 from .synth import STYLES, synth_file
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("teacher (defaults from TeacherConfig; --config YAML overrides them)")
     g.add_argument("--config", help="YAML file of TeacherConfig fields")
     g.add_argument("--backend", choices=["auto", "gemini", "openai"])
-    g.add_argument("--models", type=_split, help="comma-separated, e.g. gemini-2.5-flash,gemini-2.5-flash-lite")
+    g.add_argument("--models", type=comma_list, help="comma-separated, e.g. gemini-2.5-flash,gemini-2.5-flash-lite")
     g.add_argument("--base-url", dest="base_url", help="openai: the server's /v1 URL; gemini: an endpoint "
                                                        "in place of $GOOGLE_GEMINI_BASE_URL")
     g.add_argument("--api-version", dest="api_version", help="gemini API version (default v1beta; v1 for endpoints that serve only v1)")
@@ -62,8 +58,8 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, default=500, help="distinct queries to write (default 500)")
     synth.add_argument("--per-tool", dest="per_tool", type=int,
                        help="queries per tool instead of --n (n = K x number of tools)")
-    synth.add_argument("--tools", type=_split, help="only these tools (comma-separated)")
-    synth.add_argument("--styles", type=_split, help=f"only these styles, of {', '.join(STYLES)}")
+    synth.add_argument("--tools", type=comma_list, help="only these tools (comma-separated)")
+    synth.add_argument("--styles", type=comma_list, help=f"only these styles, of {', '.join(STYLES)}")
     synth.add_argument("--existing", nargs="*", default=[], help="data files whose queries are not repeated")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--batch", type=int, default=10, help="queries asked per request (at most)")

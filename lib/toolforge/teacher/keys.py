@@ -10,6 +10,7 @@ import os
 import re
 from typing import Mapping
 
+from ..config import comma_list
 from ..paths import on_kaggle
 
 
@@ -41,29 +42,17 @@ def _numbered(env: Mapping[str, str], prefix: str) -> list[str]:
     return [v for _, v in found]
 
 
-def _split(raw: str | None) -> list[str]:
-    return [part.strip() for part in (raw or "").split(",") if part.strip()]
-
-
 def key_values(env: Mapping[str, str], prefix: str) -> list[str]:
     """``PREFIX``, ``PREFIXS`` (comma-separated) and ``PREFIX_1..N``, in that order."""
-    return _split(env.get(prefix)) + _split(env.get(prefix + "S")) + _numbered(env, prefix)
+    return comma_list(env.get(prefix)) + comma_list(env.get(prefix + "S")) + _numbered(env, prefix)
 
 
 def _kaggle_values(prefix: str) -> list[str]:
     """The same names from Kaggle Secrets (only on Kaggle; a missing secret is simply absent)."""
-    try:
-        from kaggle_secrets import UserSecretsClient  # type: ignore[import-not-found]
-    except ImportError:
-        return []
-    client = UserSecretsClient()
-    values: list[str] = []
-    for name in [prefix, prefix + "S"] + [f"{prefix}_{i}" for i in range(1, 11)]:
-        try:
-            values += _split(client.get_secret(name))
-        except Exception:  # the client raises a bare Exception for a secret that is not attached
-            continue
-    return values
+    from ..kaggle import kaggle_secret
+
+    names = [prefix, prefix + "S"] + [f"{prefix}_{i}" for i in range(1, 11)]
+    return [value for name in names for value in comma_list(kaggle_secret(name))]
 
 
 def find_keys(prefix: str = "GEMINI_API_KEY", env: Mapping[str, str] | None = None,

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from tqdm.auto import tqdm
-
 from ..examples import Example, parse_example, read_queries
-from ..registry import Registry, load_registry
-from .backend import Backend, Reply, SlotError, TeacherConfig, make_backend, resolve_backend
-from .pool import Pool, RunReport, Slot, make_slots, run_jobs
-from .store import AppendLog, normalise_query, prepare_output
+from ..registry import Registry
+from ..templates.noise import normalize
+from .backend import Backend, Reply, TeacherConfig
+from .pool import RunReport, Slot
+from .session import Session
+from .store import AppendLog, prepare_output
 
 SYSTEM_PROMPT = """\
 You are the tool router of an AI assistant. For the user's message, call the tool or tools the \
@@ -100,25 +99,25 @@ def rejects_path(output: Path) -> Path:
 def label_file(input_path: str | Path, output_path: str | Path, cfg: TeacherConfig | None = None, *,
                resume: bool = False, registry: Registry | None = None, backend: Backend | None = None,
                env: Mapping[str, str] | None = None, progress: bool = True) -> LabelReport:
-    """Label every query of ``input_path`` (JSONL with a 'query' field) into ``output_path``."""
-    cfg = cfg or TeacherConfig()
-    registry = registry or load_registry()
+    """Label every query of ``input_path`` (JSONL with a 'query' field) into ``output_path``. Queries
+    are told apart by the dataset builder's near-duplicate key (``templates.noise.normalize``): a
+    query the builder would drop as a repeat is not asked."""
+    session = Session.open(cfg, registry, backend, env)
+    cfg, registry = session.cfg, session.registry
     output, rejects = Path(output_path), rejects_path(Path(output_path))
-    name, keys, models = resolve_backend(cfg, env)
-    backend = backend or make_backend(name, cfg, registry, env)
     rows = read_queries(input_path)
 
     report = LabelReport(output=output)
     done: set[str] = set()
     for obj in prepare_output(output, resume):
-        done.add(normalise_query(parse_example(obj, registry).query))
+        done.add(normalize(parse_example(obj, registry).query))
         report.earlier += 1
-    done |= {normalise_query(obj["query"]) for obj in prepare_output(rejects, resume) if "query" in obj}
+    done |= {normalize(obj["query"]) for obj in prepare_output(rejects, resume) if "query" in obj}
 
     todo: list[tuple[int, dict[str, Any]]] = []
     seen: set[str] = set()
     for line_no, row in enumerate(rows, 1):
-        norm = normalise_query(row["query"])
+        norm = normalize(row["query"])
         if norm in seen:
             report.duplicates += 1
             continue
@@ -127,16 +126,15 @@ def label_file(input_path: str | Path, output_path: str | Path, cfg: TeacherConf
             todo.append((line_no, row))
 
     system = system_prompt(registry)
-    pool = Pool(make_slots(keys, models), cfg.min_gap_s, cfg.base_backoff_s, cfg.max_backoff_s)
     rejected_times: Counter = Counter()
-    bar = tqdm(total=len(todo), desc="teacher label", unit="q", disable=not progress, file=sys.stderr)
+    bar = session.progress_bar("teacher label", len(todo), enabled=progress)
 
     def show() -> None:
-        bar.set_postfix(labelled=report.labelled, remaining=len(todo) - bar.n,
-                        dead=f"{len(pool.dead())}/{len(pool.slots)}", refresh=False)
+        bar.set_postfix(labelled=report.labelled, remaining=len(todo) - bar.n, dead=session.dead_slots(),
+                        refresh=False)
 
     def attempt(slot: Slot, job: tuple[int, dict[str, Any]]) -> Reply:
-        return backend.label(slot.key, slot.model, system, job[1]["query"])
+        return session.backend.label(slot.key, slot.model, system, job[1]["query"])
 
     def handle(index: int, slot: Slot, reply: Reply) -> bool:
         line_no, row = todo[index]
@@ -160,16 +158,9 @@ def label_file(input_path: str | Path, output_path: str | Path, cfg: TeacherConf
         show()
         return True
 
-    def on_error(index: int, slot: Slot, error: SlotError) -> None:
-        report.count_error(error)
-        show()
-
-    workers = cfg.workers or min(len(pool.slots), 8)
     with AppendLog(output) as labels, AppendLog(rejects) as rejected_log:
-        outcome = run_jobs(todo, pool, attempt, handle, workers=workers, max_attempts=cfg.max_attempts,
-                           on_error=on_error)
+        outcome = session.run(todo, attempt, handle, report, on_error=show)
     bar.close()
-    report.record(outcome, pool)
     report.remaining = len(outcome.remaining)
     if rejects.exists() and rejects.stat().st_size == 0:
         rejects.unlink()

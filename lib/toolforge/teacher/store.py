@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,11 +16,6 @@ from ..examples import BadLine, iter_jsonl
 
 class OutputExists(FileExistsError):
     pass
-
-
-def normalise_query(text: str) -> str:
-    """The form duplicates are found by: case, spacing and surrounding punctuation ignored."""
-    return re.sub(r"\s+", " ", text).strip().strip("\"'.,!?;: ").lower()
 
 
 def repair_torn_tail(path: Path) -> int:

@@ -11,18 +11,17 @@ import json
 import math
 import random
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from tqdm.auto import tqdm
-
-from ..registry import Registry, load_registry
-from .backend import Backend, SlotError, TeacherConfig, make_backend, resolve_backend
-from .pool import Pool, RunReport, Slot, make_slots, run_jobs
-from .store import AppendLog, normalise_query, prepare_output, read_rows
+from ..registry import Registry
+from ..templates.noise import normalize
+from .backend import Backend, TeacherConfig
+from .pool import RunReport, Slot
+from .session import Session
+from .store import AppendLog, prepare_output, read_rows
 
 # style -> what the queries must be like ({tool} is the tool's name and description).
 STYLES: dict[str, str] = {
@@ -101,10 +100,10 @@ def parse_query_list(text: str) -> list[str]:
 
 
 def existing_queries(paths: Iterable[str | Path]) -> set[str]:
-    """Normalised queries of data files (any JSONL with a 'query' field) to deduplicate against."""
+    """Near-duplicate keys of the queries of data files (any JSONL with a 'query' field)."""
     found: set[str] = set()
     for path in paths:
-        found |= {normalise_query(obj["query"]) for _, obj in read_rows(Path(path))
+        found |= {normalize(obj["query"]) for _, obj in read_rows(Path(path))
                   if isinstance(obj.get("query"), str)}
     return found
 
@@ -137,30 +136,28 @@ def synth_file(output_path: str | Path, n: int, cfg: TeacherConfig | None = None
                styles: Sequence[str] | None = None, batch_size: int = 10, temperature: float = 1.0,
                resume: bool = False, registry: Registry | None = None, backend: Backend | None = None,
                env: Mapping[str, str] | None = None, progress: bool = True) -> SynthReport:
-    """Write ``n`` distinct new queries to ``output_path``: {"query", "tool", "style", "job"} a line."""
-    cfg = cfg or TeacherConfig()
-    registry = registry or load_registry()
+    """Write ``n`` distinct new queries to ``output_path``: {"query", "tool", "style", "job"} a line.
+    A query is new when its near-duplicate key (``templates.noise.normalize``, the dataset builder's)
+    is not among those of ``existing`` files and earlier answers: the builder would drop it anyway."""
+    session = Session.open(cfg, registry, backend, env)
+    cfg, registry = session.cfg, session.registry
     output = Path(output_path)
-    name, keys, models = resolve_backend(cfg, env)
-    backend = backend or make_backend(name, cfg, registry, env)
 
     report = SynthReport(n=n, output=output)
     seen = existing_queries(existing)
     done_jobs: set[int] = set()
     for obj in prepare_output(output, resume):
-        seen.add(normalise_query(obj["query"]))
+        seen.add(normalize(obj["query"]))
         done_jobs.add(obj.get("job", -1))
         report.earlier += 1
 
     jobs = plan_jobs(n, seed, registry, tools, styles, batch_size)
     pending = [j for j in range(len(jobs)) if j not in done_jobs]
-    pool = Pool(make_slots(keys, models), cfg.min_gap_s, cfg.base_backoff_s, cfg.max_backoff_s)
-    bar = tqdm(total=n, initial=min(n, report.earlier), desc="teacher synth", unit="q",
-               disable=not progress, file=sys.stderr)
+    bar = session.progress_bar("teacher synth", n, initial=min(n, report.earlier), enabled=progress)
     unparseable: Counter = Counter()
 
     def attempt(slot: Slot, job_no: int) -> str:
-        return backend.generate(slot.key, slot.model, jobs[job_no].prompt(registry), temperature)
+        return session.backend.generate(slot.key, slot.model, jobs[job_no].prompt(registry), temperature)
 
     def handle(index: int, slot: Slot, text: str) -> bool:
         try:
@@ -171,7 +168,7 @@ def synth_file(output_path: str | Path, n: int, cfg: TeacherConfig | None = None
             return unparseable[index] >= cfg.max_rejects
         job = jobs[pending[index]]
         for query in queries:
-            norm = normalise_query(query)
+            norm = normalize(query)
             if norm in seen or not norm:
                 report.duplicates += 1
                 continue
@@ -181,18 +178,10 @@ def synth_file(output_path: str | Path, n: int, cfg: TeacherConfig | None = None
             log.append({"query": query, "tool": job.tool, "style": job.style, "job": pending[index]})
             report.written += 1
             bar.update(1)
-        bar.set_postfix(remaining=max(0, n - report.total), dead=f"{len(pool.dead())}/{len(pool.slots)}",
-                        refresh=False)
+        bar.set_postfix(remaining=max(0, n - report.total), dead=session.dead_slots(), refresh=False)
         return True
 
-    def on_error(index: int, slot: Slot, error: SlotError) -> None:
-        report.count_error(error)
-
-    workers = cfg.workers or min(len(pool.slots), 8)
     with AppendLog(output) as log:
-        outcome = run_jobs(pending, pool, attempt, handle, workers=workers,
-                           max_attempts=cfg.max_attempts, on_error=on_error,
-                           should_stop=lambda: report.total >= n)
+        session.run(pending, attempt, handle, report, should_stop=lambda: report.total >= n)
     bar.close()
-    report.record(outcome, pool)
     return report
