@@ -239,3 +239,51 @@ def test_urls_and_arithmetic_come_in_many_shapes(default_set):
     exprs = [c["arguments"]["expression"] for e in default_set for c in e.tool_calls if c["name"] == "calculator"]
     for shape in (r"^sqrt\(", r"\*\* \d", r"^0\.\d+ \* ", r"\(.*\) / \d+$", r" - 0\.\d+ \* ", r" / \d+ \* 100$"):
         assert any(re.search(shape, x) for x in exprs), shape
+
+
+def test_chain_plan_covers_every_ordered_pair_and_repeat_with_a_share_of_triples():
+    from toolforge.templates.generator import TRIPLE_SHARE, chain_plan
+
+    plan = chain_plan(random.Random(0), REG.names)
+    pairs = [p for p in plan if len(p) == 2]
+    assert sorted(pairs) == sorted(itertools.product(REG.names, repeat=2))
+    triples = [p for p in plan if len(p) == 3]
+    assert abs(len(triples) / len(plan) - TRIPLE_SHARE) < 0.01 and all(len(set(t)) > 1 for t in triples)
+
+
+def _clock_minutes(text):
+    """An independent reading of how clock_text writes a time: minutes after midnight."""
+    text = text.lower().replace(" ", "")
+    if text in ("noon", "midnight"):
+        return 720 if text == "noon" else 0
+    m = re.fullmatch(r"(\d{1,2})(?::(\d\d))?(am|pm)?", text)
+    hour, minute, half = int(m.group(1)), int(m.group(2) or 0), m.group(3)
+    if half:
+        hour = hour % 12 + (12 if half == "pm" else 0)
+    return hour * 60 + minute
+
+
+def test_datetime_frames_say_what_their_labels_mean():
+    from toolforge.templates.slots import FRAMES
+
+    pools, rng = load_pools(), random.Random(0)
+    for _ in range(500):
+        v = FRAMES["time_convert"](rng, pools)
+        hh, mm = map(int, v["time"].split(":"))
+        assert _clock_minutes(v["time_text"]) == hh * 60 + mm, v
+        assert v["tz"] != v["tz2"]
+        d = FRAMES["duration"](rng, pools)
+        count, word = d["span"].split(" ")
+        assert (1 if count in ("a", "one") else int(count)) == d["n"] == -d["neg"] > 0
+        assert word.rstrip("s") == d["unit"].rstrip("s") and d["unit"] in ("days", "weeks", "months", "years")
+        b = FRAMES["two_dates"](rng, pools)
+        assert b["date"] < b["end_date"]
+
+
+def test_voice_register_speaks_without_punctuation_but_keeps_verbatim_slots():
+    from toolforge.templates.generator import Register, _spoken
+
+    voice = Register("voice", "do", ("{q}",), voice=True)
+    segments = [("Translate, ", None), ("Good Morning!", "text"), (" into ", None), ("French", "lang"), ("?", None)]
+    assert _spoken(random.Random(0), segments, voice) == [
+        ("translate ", None), ("Good Morning!", "text"), (" into ", None), ("french", "lang"), ("", None)]
