@@ -175,16 +175,23 @@ def jsonl_text(rows: Iterable[Example | dict[str, Any]]) -> str:
     return "".join(lines)
 
 
+def check_output_path(path: str | Path) -> None:
+    """Raise OSError with a clear message when ``path`` cannot become a file: a command calls this
+    before long work whose results it will write there, so that they are not lost at the end."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file path to write")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise NotADirectoryError(f"{path}: cannot be written, a folder on its path is a file")
+
+
 def write_files(contents: Mapping[str | Path, str]) -> None:
     """Write text files all-or-nothing: each goes to a temporary file beside it (same folder, so the
     rename stays on one file system), and only when all are written are they renamed over their
     targets. On any error, Ctrl-C included, the temporary files are removed and the old files stay."""
     targets = {Path(p): text.encode("utf-8") for p, text in contents.items()}  # fails here, before any write
     for path in targets:
-        if path.is_dir():
-            raise IsADirectoryError(f"{path}: is a folder; give a file path to write")
-        if any(parent.exists() and not parent.is_dir() for parent in path.parents):
-            raise NotADirectoryError(f"{path}: cannot be written, a folder on its path is a file")
+        check_output_path(path)
     written: list[tuple[Path, Path]] = []
     try:
         for path, data in targets.items():
