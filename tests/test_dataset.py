@@ -10,7 +10,7 @@ from toolforge.dataset import (OTHER_HUMAN_SETS, SPLITS, GenerateConfig, build_d
 from toolforge.examples import CHAIN, NO_TOOL, BadLine, Example, read_examples
 from toolforge.paths import REPO_ROOT
 from toolforge.registry import load_registry
-from toolforge.templates import generate, normalize
+from toolforge.templates import DEFAULT_N, generate, normalize
 
 DATA = REPO_ROOT / "data"
 HUMAN_EVAL = DATA / "human_eval.jsonl"
@@ -142,7 +142,7 @@ def test_generating_twice_gives_identical_files(tmp_path):
 
 def test_committed_data_equals_a_fresh_default_generation(tmp_path):
     dataset = run(GenerateConfig(use_teacher="off", out_dir=str(tmp_path)), progress=False)
-    assert sum(len(x) for x in dataset.splits.values()) >= 5000 - dataset.report.human_eval_overlap
+    assert sum(len(x) for x in dataset.splits.values()) == DEFAULT_N - dataset.report.human_eval_overlap
     for name in [f"{s}.jsonl" for s in SPLITS] + ["DATA_CARD.md"]:
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), f"data/{name} is stale: regenerate"
 
