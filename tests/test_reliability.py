@@ -95,6 +95,8 @@ def test_generate_reports_bad_input_without_a_traceback(tmp_path, capsys):
     assert generate_main(["--n", "50", "--out", str(tmp_path / "o"), "--teacher", "off",
                           "--extra", str(tmp_path / "missing.jsonl")]) == 1
     assert "missing.jsonl" in capsys.readouterr().out
+    assert generate_main(["--n", "50", "--out", str(tmp_path / "o"), "--teacher", "off", "--teacher-queries", "-1"]) == 1
+    assert "teacher_queries: must be 0 or more" in capsys.readouterr().out
     assert not (tmp_path / "o").exists() or leftovers(tmp_path / "o") == []
 
 
@@ -151,5 +153,14 @@ def test_teacher_cli_names_bad_numbers_and_bad_input_lines(tmp_path, capsys):
     assert teacher_main(["label", "--input", str(queries), "--output", out, "--timeout", "nan"]) == 2
     assert "timeout_s: expected a finite number" in capsys.readouterr().err
     assert teacher_main(["label", "--input", str(queries), "--output", out, "--backend", "openai",
-                         "--base-url", "http://127.0.0.1:9/v1", "--models", "m"]) == 2
+                         "--base-url", "http://127.0.0.1:9/v1", "--models", "m"]) == 2  # never reached
     assert f"{queries}:2: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_teacher_cli_names_a_bad_path_or_setting(tmp_path, capsys):
+    queries = write_queries(tmp_path / "q.jsonl", ["hi"])
+    server = ["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--models", "m"]  # never reached
+    assert teacher_main(["label", "--input", str(tmp_path), "--output", str(tmp_path / "l.jsonl"), *server]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+    assert teacher_main(["label", "--input", str(queries), "--output", str(tmp_path / "l.jsonl"), "--workers", "-1"]) == 2
+    assert "workers: must be 0" in capsys.readouterr().err

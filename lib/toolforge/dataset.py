@@ -55,6 +55,8 @@ class GenerateConfig:
     def validate(self) -> None:
         if self.n_examples <= 0:
             raise ConfigError(f"n_examples: must be positive, got {self.n_examples}")
+        if self.teacher_queries < 0:
+            raise ConfigError(f"teacher_queries: must be 0 or more, got {self.teacher_queries}")
         if self.use_teacher not in ("auto", "on", "off"):
             raise ConfigError(f"use_teacher: {self.use_teacher!r} is not one of ['auto', 'on', 'off']")
 

@@ -3,7 +3,7 @@
 # 64 MiB; /root lasts only while the machine stays warm). The folders are git-ignored, in the repo root:
 #   .whl1  bitsandbytes wheel               -> run carry [".whl1"]          bash scripts/gpu/stage.sh wheels1
 #   .whl2  trl, datasets, peft, transformers, gguf, dill, multiprocess, jsonschema and its dependencies
-#          (referencing, jsonschema-specifications, rpds-py), regex
+#          (referencing, jsonschema-specifications, rpds-py), regex, llguidance (manylinux_2_31: add that platform)
 #   .whl3  papermill, jupytext, ipykernel and their dependencies (only to run the notebooks there)
 #                                           -> run carry [".whl2", ".whl3"] bash scripts/gpu/stage.sh wheels2
 #   .stage0 .. .stage6  the default model's GGUF in seven chunks of 36 MB, made here by

@@ -42,6 +42,8 @@ class TeacherConfig:
                 raise ConfigError(f"{name}: must be >= 0")
         if self.max_attempts < 1 or self.max_rejects < 1:
             raise ConfigError("max_attempts and max_rejects must be >= 1")
+        if self.workers < 0:
+            raise ConfigError(f"workers: must be 0 (one per slot) or more, got {self.workers}")
 
 
 @dataclass

@@ -22,7 +22,6 @@ from ..registry import load_registry
 from .backend import TeacherConfig
 from .label import label_file
 from .pool import EXIT_INTERRUPTED
-from .store import OutputExists
 from .synth import STYLES, synth_file
 
 
@@ -109,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
             report = synth_file(args.output, n, cfg, seed=args.seed, existing=args.existing, tools=args.tools,
                                 styles=args.styles, batch_size=args.batch, temperature=args.temperature,
                                 resume=args.resume, registry=registry, progress=args.progress)
-    except (ConfigError, OutputExists, BadLine, FileNotFoundError, ValueError) as e:
+    except (ConfigError, BadLine, OSError, ValueError) as e:  # OSError: a missing input, an existing output...
         print(f"teacher {args.action}: error: {e}", file=sys.stderr)
         return 2
     print(report.summary())
