@@ -287,3 +287,23 @@ def test_voice_register_speaks_without_punctuation_but_keeps_verbatim_slots():
     segments = [("Translate, ", None), ("Good Morning!", "text"), (" into ", None), ("French", "lang"), ("?", None)]
     assert _spoken(random.Random(0), segments, voice) == [
         ("translate ", None), ("Good Morning!", "text"), (" into ", None), ("french", "lang"), ("", None)]
+
+
+@pytest.mark.parametrize("family, message", [
+    ("  - name: f\n    calls: [{weather: {location: x}}]\n    ask: [weather in {place}]\n",
+     r"weather\.yaml: not valid YAML"),  # in a flow list, { and , are YAML syntax
+    ("  - name: f\n    calls: [{weather: {location: x}}]\n    ask:\n      - {place}\n",
+     r"weather\.yaml: family 'f'\.ask: phrasings must be a list of strings"),  # YAML reads {place} as a mapping
+    ("  - name: f\n    calls: [{weather: {location: x}}]\n    asks: ['weather in {place}']\n",
+     r"weather\.yaml: family 'f': unknown keys \['asks'\]"),
+    ("  - name: f\n    frame: no_such_frame\n    calls: [{weather: {location: x}}]\n    ask: ['weather in {place}']\n",
+     r"weather\.yaml: family 'f': unknown frame 'no_such_frame'"),
+    ("  - name: f\n    calls: [{weather: {location: x}}]\n    confuses: teleport\n    ask: ['weather in {place}']\n",
+     r"weather\.yaml: family 'f': confuses 'teleport' is not a registry tool"),
+])
+def test_a_bad_template_file_is_named_with_its_family(tmp_path, family, message):
+    template_dir = tmp_path / "templates"
+    shutil.copytree(TEMPLATE_DIR, template_dir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (template_dir / "weather.yaml").write_text("families:\n" + family)
+    with pytest.raises(ValueError, match=message):
+        load_templates(REG, template_dir)

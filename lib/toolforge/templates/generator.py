@@ -106,8 +106,15 @@ def _phrasings(value: Any, where: str) -> list[str]:
     return [v.strip() for v in value]
 
 
+def _read_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path.name}: not valid YAML (quote a phrasing that starts with '{{' or holds ', '): {e}")
+
+
 def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Family], dict]:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = _read_yaml(path)
     local_pools = raw.get("pools") or {}
     families = []
     for g, spec in enumerate(raw.get("families") or []):
@@ -143,7 +150,7 @@ def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Fami
 
 
 def load_registers(template_dir: Path = TEMPLATE_DIR) -> tuple[dict[str, Register], list[str]]:
-    raw = yaml.safe_load((template_dir / "registers.yaml").read_text(encoding="utf-8"))
+    raw = _read_yaml(template_dir / "registers.yaml")
     registers = {}
     for name, spec in raw["registers"].items():
         if spec["form"] not in FORMS:
