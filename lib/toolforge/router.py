@@ -246,6 +246,8 @@ ROUTERS: dict[str, Callable[..., BaseRouter]] = {
     "heuristic": _lazy("toolforge.baselines:HeuristicRouter"),
     "embedding": _lazy("toolforge.baselines:EmbeddingRouter"),
     "zero_shot": _zero_shot,
+    "semantic_router": _lazy("toolforge.peers:SemanticRouterRouter"),
+    "setfit": _lazy("toolforge.peers:SetFitRouter"),
 }
 ROUTER_NAMES = tuple(ROUTERS)
 
