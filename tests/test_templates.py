@@ -103,7 +103,7 @@ def test_every_ordered_pair_of_tools_occurs_in_a_chain(default_set):
 def test_chain_parts_that_refer_back_and_urls_read_before_another_tool(default_set):
     chains = [e for e in default_set if e.category == CHAIN]
     there = [e for e in chains if e.meta["family"] == "chains.weather_then_time_there"]
-    assert sum(bool(re.search(r"\bthere\b", e.query.lower())) for e in there) >= 20  # a typo may hit "there"
+    assert sum(bool(re.search(r"\bthere\b", e.query.lower())) for e in there) >= 15  # a typo may hit "there"
     assert all(e.tool_calls[1]["arguments"]["timezone"] == e.tool_calls[0]["arguments"]["location"] for e in there)
     url_first = [e for e in chains if e.tool_calls[0]["name"] == "web_reader" and e.tool_calls[1]["name"] != "web_reader"]
     assert len(url_first) >= 100
