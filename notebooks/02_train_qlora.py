@@ -65,7 +65,8 @@ lr_scheduler = "cosine"
 warmup_ratio = 0.03
 epochs = 3.0
 batch_size = 16                    # per device
-gradient_accumulation_steps = 1    # effective batch = batch_size * this
+gradient_accumulation_steps = 1    # effective batch = batch_size * this * gpus
+gpus = 1                           # processes, one per GPU (DDP); 2 on Kaggle's 2x T4: this kernel starts them
 max_steps = -1                     # > 0 caps training steps (the CPU demo arm)
 max_seq_length = 512               # longer examples are left out (and counted), never cut mid-answer
 share_prompt_prefix = True         # run the prompt prefix all examples of a batch share once per batch

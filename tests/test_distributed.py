@@ -1,5 +1,5 @@
-"""Several processes (toolforge.launch): a process's place, the launch command, and ``route --input``
-spread over 2 worker processes."""
+"""Several processes (toolforge.launch): training under DDP on 2 CPU processes (gloo) against one process
+at the same effective batch, rank-0-only writes, and ``route --input`` spread over 2 worker processes."""
 import json
 import os
 import subprocess
@@ -48,6 +48,64 @@ def test_the_launch_command_is_accelerate_with_every_option_given():
     assert command[command.index("--num_processes") + 1] == "2" and "--multi_gpu" in command
     assert command[command.index("--main_process_port") + 1] == "0"  # a free port: launches never collide
     assert command[-5:] == ["-m", "toolforge", "train", "--config", "a.yaml"]
+
+
+# -- training: 2 processes (gloo) vs 1 at the same effective batch --------------------------------------
+def examples(n: int, prefix: str) -> list[Example]:
+    return [Example(id=f"{prefix}-{i}", query=QUERIES[i % len(QUERIES)], tool_calls=CALLS[i % len(CALLS)])
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_dir, tmp_path_factory):
+    """The same tiny arm trained alone at batch 4 (in this process) and in 2 processes at batch 2 each
+    (``python -m toolforge train --gpus 2 --device cpu``, accelerate launch, gloo), W&B offline."""
+    from toolforge.train import train
+
+    root = tmp_path_factory.mktemp("ddp")
+    write_jsonl(root / "data" / "train.jsonl", examples(32, "tr"))
+    write_jsonl(root / "data" / "val.jsonl", examples(8, "va"))
+    # lora_dropout 0: dropout masks are drawn per process, so only without dropout are the curves equal.
+    arm = dict(model=str(tiny_model_dir), data_dir=str(root / "data"), prompt_style="bare", lora_r=4,
+               lora_alpha=8, lora_dropout=0.0, max_steps=6, eval_steps=3, logging_steps=1, learning_rate=5e-3,
+               warmup_ratio=0.0)
+    alone = ArmConfig(name="alone", output_root=str(root / "alone"), batch_size=4, **arm)
+    alone_metrics = train(alone, device="cpu")
+
+    config = root / "two.yaml"
+    config.write_text(yaml.safe_dump({"name": "two", "output_root": str(root / "two"), "batch_size": 2, **arm}))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(root / "wandb"), "OMP_NUM_THREADS": "1"}
+    (root / "wandb").mkdir()
+    done = subprocess.run([sys.executable, "-m", "toolforge", "train", "--config", str(config), "--device", "cpu",
+                           "--gpus", "2"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    two_metrics = json.loads((root / "two" / "two" / "metrics.json").read_text())
+    return {"root": root, "alone": alone_metrics, "two": two_metrics, "output": done.stdout + done.stderr}
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_same_loss_curve_as_one(runs):
+    """Same effective batch, same examples in each global batch: the training losses step for step are
+    the single process's (gradients averaged over the processes, scaled as one batch); validation
+    is sharded over the processes and averaged per batch, so it agrees closely, not exactly."""
+    alone, two = runs["alone"], runs["two"]
+    assert [p["step"] for p in two["train_loss"]] == [p["step"] for p in alone["train_loss"]] == list(range(1, 7))
+    assert [p["loss"] for p in two["train_loss"]] == pytest.approx([p["loss"] for p in alone["train_loss"]], rel=1e-4)
+    assert [p["loss"] for p in two["eval_loss"]] == pytest.approx([p["loss"] for p in alone["eval_loss"]], rel=2e-3)
+    assert two["processes"] == 2 and alone["processes"] == 1
+    assert two["effective_batch_size"] == alone["effective_batch_size"] == 4
+    # every process's tokens are counted, once
+    assert two["train_tokens"] == alone["train_tokens"]
+
+
+@pytest.mark.slow
+def test_only_rank_0_writes_the_run_folder_and_logs(runs):
+    root = runs["root"]
+    assert [p.name for p in (root / "two").iterdir()] == ["two"]
+    assert sorted(p.name for p in (root / "two" / "two").iterdir()) == ["adapter", "arm.yaml", "metrics.json"]
+    assert runs["output"].count("run: wrote") == 1
+    assert runs["output"].count("effective batch 4") == 1  # the batch and learning rate, stated once
+    assert len(list((root / "wandb" / "wandb").glob("offline-run-*"))) == 1
 
 
 # -- route --input over several workers ------------------------------------------------------------------

@@ -51,7 +51,9 @@ class ArmConfig:
     warmup_ratio: float = 0.03
     epochs: float = 3.0
     batch_size: int = 16                     # per device
-    gradient_accumulation_steps: int = 1     # effective batch = batch_size * this
+    gradient_accumulation_steps: int = 1     # effective batch = batch_size * this * gpus
+    gpus: int = 1                            # processes, one per GPU (DDP through accelerate launch; the train
+                                             # command starts them itself); with --device cpu, CPU processes
     max_steps: int = -1                      # > 0 caps training steps (the CPU demo arm)
     max_seq_length: int = 512                # longer examples are left out (and counted), never cut mid-answer
     share_prompt_prefix: bool = True         # run the tokens every example of a batch starts with (the system
@@ -73,7 +75,7 @@ class ArmConfig:
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ConfigError(f"mixed_precision: {self.mixed_precision!r} is not one of {list(MIXED_PRECISIONS)}")
         for key in ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_seq_length",
-                    "eval_steps", "logging_steps", "epochs"):
+                    "eval_steps", "logging_steps", "epochs", "gpus"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
         for key in ("max_train_examples", "max_eval_examples", "early_stopping_patience"):

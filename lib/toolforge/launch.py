@@ -95,22 +95,50 @@ def launch(toolforge_argv: Sequence[str], processes: int, env: Mapping[str, str]
     return subprocess.run(command, env=dict(os.environ if env is None else env)).returncode
 
 
-def train_in_processes(arm, argv: Sequence[str] = ()) -> dict[str, Any]:
-    """Train ``arm`` in ``arm.gpus`` processes and return its metrics, read from the run folder rank 0
-    wrote. For a notebook (the 02 notebook on a 2x T4 Kaggle machine): the kernel only starts the
-    processes, holds no model and no GPU memory, and reads the result."""
-    import json
+@dataclass
+class ProcessesJob:
+    """A training job for ``arm.gpus`` processes, one per GPU, as ``train.prepare`` returns it in a process
+    that no launcher started (the train command, or a notebook's kernel: 02 on Kaggle's 2x T4). This
+    process loads no model and takes no GPU memory; ``run()`` starts the processes (each prepares and
+    trains as usual) and returns the metrics rank 0 wrote into the run folder."""
+    arm: Any
+    device: str | None
+    n_train: int   # examples, before the max_seq_length filter the processes apply
+    n_eval: int
 
-    from .config import dump_yaml
+    @property
+    def run_dir(self) -> Path:
+        return self.arm.run_dir
 
-    check_gpus(arm.gpus)
-    with tempfile.TemporaryDirectory(prefix="toolforge-launch-") as folder:
-        config = Path(folder) / f"{arm.name}.yaml"
-        dump_yaml(arm, config)
-        status = launch(["train", "--config", str(config), *argv], arm.gpus)
-    if status != 0:
-        raise LaunchError(f"training in {arm.gpus} processes failed (exit {status}); the output above says why")
-    return json.loads((arm.run_dir / "metrics.json").read_text(encoding="utf-8"))
+    def trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameters with the arm's LoRA, counted on a model with no weights (meta device)."""
+        import torch
+        from peft import get_peft_model
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from .model import resolve_model
+        from .train import lora_config
+
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(self.arm.model)))
+        model = get_peft_model(model, lora_config(self.arm))
+        return sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
+
+    def run(self) -> dict[str, Any]:
+        import json
+
+        from .config import dump_yaml
+
+        if (self.device or ("cuda" if gpu_count() else "cpu")).startswith("cuda"):
+            check_gpus(self.arm.gpus)
+        with tempfile.TemporaryDirectory(prefix="toolforge-launch-") as folder:
+            config = Path(folder) / f"{self.arm.name}.yaml"
+            dump_yaml(self.arm, config)
+            device = ["--device", self.device] if self.device else []
+            status = launch(["train", "--config", str(config), *device], self.arm.gpus)
+        if status != 0:
+            raise LaunchError(f"training in {self.arm.gpus} processes failed (exit {status}); the output above says why")
+        return json.loads((self.run_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
 # -- route --input over several GPUs ---------------------------------------------------------------

@@ -24,7 +24,12 @@ def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
     """
     import torch
     import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
 
+    if isinstance(model, DistributedDataParallel):
+        # DDP averages the processes' gradients only for what runs inside its own forward (that call
+        # arms its gradient hooks), and this loss calls the backbone directly: run all of it in there.
+        return inside_ddp_forward(model, answer_loss, inputs, num_items_in_batch)
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = causal_lm.base_model
     input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
@@ -49,3 +54,18 @@ def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
     loss_sum = F.cross_entropy(logits.float(), targets[trained], reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else trained.sum()
     return loss_sum / torch.as_tensor(count, device=loss_sum.device).clamp(min=1)
+
+
+def inside_ddp_forward(ddp, fn, *args):
+    """``fn(ddp.module, *args)``, run as the forward of ``ddp`` (a DistributedDataParallel), so that the
+    gradients of everything ``fn`` computes are averaged over the processes."""
+    module = ddp.module
+    own = vars(module).get("forward")  # accelerate may have set one (its autocast wrapper): keep it
+    module.forward = lambda *a: fn(module, *a)
+    try:
+        return ddp(*args)
+    finally:
+        if own is None:
+            del module.forward
+        else:
+            module.forward = own

@@ -28,6 +28,7 @@ from .arm import ArmConfig, load_arm
 from .config import ConfigError, dump_yaml, parse_key_values
 from .encoding import PadCollator, encode_examples
 from .examples import read_examples, seeded_sample
+from .launch import LaunchError, ProcessesJob, place
 from .precision import ensure_fp32_trainable, precision_plan
 from .registry import load_registry
 from .trainer import router_trainer_class, training_arguments, wandb_enabled
@@ -109,7 +110,8 @@ class TrainingJob:
         if not any("eval_loss" in h for h in trainer.state.log_history):
             trainer.evaluate()  # logged into the history; a run shorter than eval_steps still reports a validation loss
         metrics = self._metrics(wall)
-        self._save(metrics)
+        if place().is_main:  # DDP: one process writes the run folder
+            self._save(metrics)
         return metrics
 
     def _metrics(self, wall: float) -> dict[str, Any]:
@@ -119,7 +121,8 @@ class TrainingJob:
         train_loss = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
         eval_loss = [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h]
         best = min(eval_loss, key=lambda e: e["loss"])
-        tokens = int(self.trainer.train_tokens)
+        tokens, computed = (int(self.trainer.accelerator.reduce(torch.as_tensor(n, device=self.trainer.args.device), "sum"))
+                            for n in (self.trainer.train_tokens, self.trainer.computed_tokens))  # every process's
         train_seconds = wall - self.trainer.eval_seconds
         if self.device.startswith("cuda"):
             peak, device_name = torch.cuda.max_memory_allocated() / 2**30, torch.cuda.get_device_name()
@@ -133,10 +136,11 @@ class TrainingJob:
             # non-pad tokens (prompt + answer) trained on, per second of trainer.train() minus evaluation
             "train_tokens_per_s": round(tokens / max(train_seconds, 1e-9), 1),
             # the same, counting each batch's shared prompt prefix once: the tokens the model really ran
-            "computed_tokens": int(self.trainer.computed_tokens),
-            "computed_tokens_per_s": round(int(self.trainer.computed_tokens) / max(train_seconds, 1e-9), 1),
+            "computed_tokens": computed,
+            "computed_tokens_per_s": round(computed / max(train_seconds, 1e-9), 1),
             "train_time_s": round(train_seconds, 2),
-            "peak_memory_gb": round(peak, 3), "device": device_name,
+            "peak_memory_gb": round(peak, 3), "device": device_name,  # peak: rank 0's, on its one GPU
+            "processes": place().world_size, "effective_batch_size": effective_batch_size(self.arm),
             "n_train_examples": self.n_train, "n_eval_examples": self.n_eval,
             "epochs": round(self.trainer.state.epoch or 0, 3), "steps": self.trainer.state.global_step,
             "stopped_early": self.trainer.state.global_step < self.trainer.state.max_steps,
@@ -156,41 +160,52 @@ class TrainingJob:
               f"{metrics['train_tokens_per_s']:,.0f} training tokens/s; peak memory {metrics['peak_memory_gb']:.2f} GB")
 
 
-def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob:
+def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | ProcessesJob:
     """Check the arm, read and tokenize its data, load the base model, build the trainer. Writes nothing
-    into the run folder but its staging folder (left over from an interrupted run, it is cleared here)."""
+    into the run folder but its staging folder (left over from an interrupted run, it is cleared here).
+    With ``arm.gpus`` > 1 outside a launcher: a ``ProcessesJob`` whose run() starts one process per GPU."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback
 
     from .model import default_device, load_base_model
 
     train_file, val_file = check_inputs(arm)
-    device = device or default_device()
-    plan = precision_plan(device, arm.quantization, arm.mixed_precision)
-    print(plan.line)
     registry = load_registry()
     train_examples = seeded_sample(read_examples(train_file, registry), arm.max_train_examples, arm.seed)
     eval_examples = seeded_sample(read_examples(val_file, registry), arm.max_eval_examples, arm.seed)
+    here = place()
+    if arm.gpus > 1 and not here.distributed:  # DDP: this process starts the arm's processes (toolforge.launch)
+        return ProcessesJob(arm, device, len(train_examples), len(eval_examples))
+    device = here.device(device or default_device())  # under DDP: this process's own GPU
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    plan = precision_plan(device, arm.quantization, arm.mixed_precision)
+    print(plan.line)
 
     start = time.perf_counter()
     model, tokenizer = load_base_model(arm.model, plan.quantization, device, plan.dtype)
     load_seconds = time.perf_counter() - start
     print(f"model: {arm.model} loaded in {load_seconds:.1f} s")
     if plan.quantization == "4bit":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=arm.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=arm.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
 
     train_rows = encode_examples(train_examples, tokenizer, arm, registry, "train")
     eval_rows = encode_examples(eval_examples, tokenizer, arm, registry, "val")
     use_cpu = not device.startswith("cuda")
     staging = arm.run_dir / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
+    if here.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
     args = training_arguments(arm, plan, use_cpu, staging / "checkpoints")
-    lora = LoraConfig(r=arm.lora_r, lora_alpha=arm.lora_alpha, lora_dropout=arm.lora_dropout,
-                      target_modules=list(arm.target_modules), task_type="CAUSAL_LM")
+    lora = lora_config(arm)
     callbacks = [EarlyStoppingCallback(arm.early_stopping_patience)] if arm.early_stopping_patience else []
-    if wandb_enabled():
+    if here.is_main:
+        print(f"batch: {arm.batch_size} a process x {arm.gradient_accumulation_steps} accumulation steps x "
+              f"{here.world_size} process{'es' if here.distributed else ''} = effective batch "
+              f"{effective_batch_size(arm)}; learning rate {arm.learning_rate:g} ({arm.lr_scheduler})")
+    if wandb_enabled() and here.is_main:
         import wandb
 
         os.environ.setdefault("WANDB_PROJECT", arm.wandb_project)
@@ -205,13 +220,25 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob:
     return TrainingJob(arm, trainer, tokenizer, device, len(train_rows), len(eval_rows), load_seconds)
 
 
+def lora_config(arm: ArmConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=arm.lora_r, lora_alpha=arm.lora_alpha, lora_dropout=arm.lora_dropout,
+                      target_modules=list(arm.target_modules), task_type="CAUSAL_LM")
+
+
+def effective_batch_size(arm: ArmConfig) -> int:
+    """Rows per optimizer step: a process's batch x accumulation steps x processes (one per GPU)."""
+    return arm.batch_size * arm.gradient_accumulation_steps * place().world_size
+
+
 def train(arm: ArmConfig, device: str | None = None) -> dict[str, Any]:
     """Train one arm end to end; returns the metrics also written to runs/<arm>/metrics.json."""
     job = prepare(arm, device)
     try:
         return job.run()
     finally:
-        if wandb_enabled():
+        if wandb_enabled() and place().is_main:
             import wandb
 
             wandb.finish()
@@ -243,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         arm = load_arm(args.config, **parse_overrides(rest))
         train(arm, args.device)
-    except ConfigError as e:
+    except (ConfigError, LaunchError) as e:
         print(f"toolforge train: {e}", file=sys.stderr)
         return 2
     return 0

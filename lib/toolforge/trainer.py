@@ -41,6 +41,10 @@ def router_trainer_class():
                 self.train_tokens = self.train_tokens + tokens
                 self.computed_tokens = self.computed_tokens + tokens - (rows - 1) * prefix_len
             loss = answer_loss(model, inputs, num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                # DDP: num_items_in_batch counts every process's trained tokens and DDP averages the
+                # processes' gradients; scale back to the whole batch's loss, as Trainer.compute_loss does
+                loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def evaluate(self, *args, **kwargs):
@@ -58,7 +62,7 @@ def training_arguments(arm: ArmConfig, plan: PrecisionPlan, use_cpu: bool, outpu
     the best one (by validation loss) kept, W&B only when asked."""
     from trl import SFTConfig
 
-    report_to = ["wandb"] if wandb_enabled() else "none"
+    report_to = ["wandb"] if wandb_enabled() else "none"  # the Trainer's W&B callback logs from rank 0 only
     return SFTConfig(
         output_dir=str(output_dir), run_name=arm.name, report_to=report_to,
         per_device_train_batch_size=arm.batch_size, per_device_eval_batch_size=arm.batch_size * 2,
@@ -70,6 +74,8 @@ def training_arguments(arm: ArmConfig, plan: PrecisionPlan, use_cpu: bool, outpu
         load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
         prediction_loss_only=True, bf16=plan.bf16, fp16=plan.fp16, use_cpu=use_cpu,
         activation_checkpointing=arm.gradient_checkpointing and not use_cpu,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # reentrant checkpoints break DDP's gradient hooks
+        ddp_find_unused_parameters=False,  # every LoRA weight is trained each step: no graph search under DDP
         train_sampling_strategy="group_by_length", length_column_name="length", remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
         seed=arm.seed, data_seed=arm.seed,
