@@ -116,3 +116,18 @@ def test_comma_list_is_the_one_parser_of_comma_separated_settings():
     from toolforge.config import comma_list
 
     assert comma_list("a, b,,c ,") == ["a", "b", "c"] and comma_list(None) == comma_list("  ") == []
+
+
+def test_an_arm_with_a_yaml_syntax_error_or_a_nan_names_the_file_line_and_field(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nlora_r: 8\n  learning_rate: 2e-4\n")
+    with pytest.raises(ConfigError, match=rf"^{broken}: not valid YAML \(line 3, column \d+\)"):
+        load_arm(broken)
+    nan = tmp_path / "nan.yaml"
+    nan.write_text("name: nan\nlearning_rate: .nan\n")
+    with pytest.raises(ConfigError, match=rf"{nan}: learning_rate: expected a finite number, got nan"):
+        load_arm(nan)
+    not_utf8 = tmp_path / "latin1.yaml"
+    not_utf8.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"{not_utf8}: not UTF-8"):
+        load_arm(not_utf8)

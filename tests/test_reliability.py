@@ -129,12 +129,12 @@ def test_generate_failing_midway_leaves_the_earlier_dataset_intact(tmp_path, mon
 def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path, capsys):
     bad = tmp_path / "teacher.yaml"
     bad.write_text("min_gap_s: 1\nmodels: [a, b\ntimeout_s: 3\n")
-    with pytest.raises(ConfigError, match=rf"^{bad}:3:\d+: invalid YAML"):
+    with pytest.raises(ConfigError, match=rf"^{bad}: not valid YAML \(line 3, column \d+\)"):
         load_config(TeacherConfig, bad)
     queries = write_queries(tmp_path / "q.jsonl", ["hi"])
     assert teacher_main(["label", "--input", str(queries), "--output", str(tmp_path / "l.jsonl"), "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}:3:" in err and "<unicode string>" not in err
+    assert f"{bad}: not valid YAML (line 3," in err and "<unicode string>" not in err
 
 
 @pytest.mark.parametrize("text", ["min_gap_s: .nan\n", "min_gap_s: .inf\n", "timeout_s: -.inf\n", "timeout_s: 'nan'\n"])
