@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import ConfigError, from_dict, to_dict
+from .config import ConfigError, from_dict, read_yaml, to_dict
 from .paths import data_dir, runs_dir
 from .prompt import PROMPT_STYLES
 
@@ -104,10 +102,7 @@ BASE_KEY = "base"
 
 def _read_arm_file(path: Path) -> dict[str, Any]:
     """One arm file's own keys, checked (unknown keys, types) and named by that file."""
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    values = read_yaml(path) or {}  # a syntax error names the file, line and column
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of fields at the top level")
     from_dict(ArmConfig, {k: v for k, v in values.items() if k != BASE_KEY}, str(path))
