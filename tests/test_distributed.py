@@ -50,6 +50,30 @@ def test_the_launch_command_is_accelerate_with_every_option_given():
     assert command[-5:] == ["-m", "toolforge", "train", "--config", "a.yaml"]
 
 
+def test_asking_for_more_gpus_than_present_is_a_clear_error(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from toolforge.train import main
+
+    write_jsonl(tmp_path / "train.jsonl", examples(4, "tr"))
+    write_jsonl(tmp_path / "val.jsonl", examples(2, "va"))
+    monkeypatch.setattr(launch, "gpu_count", lambda: 1)
+    assert main(["--model", str(tiny_model_dir), "--data_dir", str(tmp_path), "--gpus", "2"]) == 2
+    assert "gpus: 2 asked, 1 CUDA GPU here" in capsys.readouterr().err
+
+
+def test_a_notebook_kernel_starts_the_processes_and_loads_no_model(tiny_model_dir, tmp_path):
+    """With gpus > 1 outside a launcher, prepare() returns a job that only starts processes; what it
+    reports before running (examples, trainable parameters) is what one process would report."""
+    from toolforge.train import TrainingJob, prepare
+
+    write_jsonl(tmp_path / "train.jsonl", examples(12, "tr"))
+    write_jsonl(tmp_path / "val.jsonl", examples(4, "va"))
+    arm = ArmConfig(model=str(tiny_model_dir), data_dir=str(tmp_path), output_root=str(tmp_path / "runs"), lora_r=4)
+    several, one = prepare(ArmConfig(**{**arm.__dict__, "gpus": 2}), "cpu"), prepare(arm, "cpu")
+    assert isinstance(several, launch.ProcessesJob) and isinstance(one, TrainingJob)
+    assert (several.n_train, several.n_eval) == (one.n_train, one.n_eval) == (12, 4)
+    assert several.trainable_parameters() == one.trainable_parameters()
+
+
 # -- training: 2 processes (gloo) vs 1 at the same effective batch --------------------------------------
 def examples(n: int, prefix: str) -> list[Example]:
     return [Example(id=f"{prefix}-{i}", query=QUERIES[i % len(QUERIES)], tool_calls=CALLS[i % len(CALLS)])

@@ -4,10 +4,13 @@ Training on N GPUs is data parallel (DDP) through accelerate: every process runs
 ``python -m toolforge train`` on its own GPU and its own share of each batch, and their gradients are
 averaged. Three equivalent ways to start it::
 
-    python -m toolforge train --config ARM --gpus 2      # relaunches itself as the next line
-    accelerate launch --multi_gpu --num_processes 2 -m toolforge train --config ARM
-    torchrun --nproc_per_node 2 -m toolforge train --config ARM
+    python -m toolforge train --config ARM --gpus 2      # starts the next line itself
+    accelerate launch --multi_gpu --num_processes 2 -m toolforge train --config ARM --gpus 2
+    torchrun --nproc_per_node 2 -m toolforge train --config ARM --gpus 2
 
+``gpus`` is an arm field. Outside a launcher, ``train.prepare`` of an arm with gpus > 1 returns a
+``ProcessesJob``: its run() writes the resolved arm to a temporary file and starts ``accelerate launch``
+on it (the train command, and the 02 notebook's kernel on Kaggle's 2x T4, hold no model themselves).
 Both launchers set RANK, LOCAL_RANK and WORLD_SIZE in each process; ``Place`` reads them, so the
 training job knows which GPU is its own and that only rank 0 writes the run folder.
 
@@ -87,12 +90,18 @@ def accelerate_command(toolforge_argv: Sequence[str], processes: int) -> list[st
 
 
 def launch(toolforge_argv: Sequence[str], processes: int, env: Mapping[str, str] | None = None) -> int:
-    """Run ``python -m toolforge <argv>`` in ``processes`` processes (accelerate launch, DDP) and wait;
-    their output goes to this process's. Returns the exit status (non-zero when any process failed)."""
+    """Run ``python -m toolforge <argv>`` in ``processes`` processes (accelerate launch, DDP) and wait.
+    Their output is copied to this process's sys.stdout as it comes (so that a notebook cell shows it,
+    progress bars included). Returns the exit status (non-zero when any process failed)."""
     command = accelerate_command(toolforge_argv, processes)
     print(f"launch: {processes} processes: accelerate launch --num_processes {processes} -m toolforge "
           f"{' '.join(toolforge_argv)}", flush=True)
-    return subprocess.run(command, env=dict(os.environ if env is None else env)).returncode
+    with subprocess.Popen(command, env=dict(os.environ if env is None else env), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as proc:
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
+    return proc.returncode
 
 
 @dataclass
@@ -129,7 +138,7 @@ class ProcessesJob:
 
         from .config import dump_yaml
 
-        if (self.device or ("cuda" if gpu_count() else "cpu")).startswith("cuda"):
+        if self.device != "cpu":  # CPU processes (gloo) only when asked for by name: the tests
             check_gpus(self.arm.gpus)
         with tempfile.TemporaryDirectory(prefix="toolforge-launch-") as folder:
             config = Path(folder) / f"{self.arm.name}.yaml"
