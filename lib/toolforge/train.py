@@ -179,8 +179,8 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
     if arm.gpus > 1 and not here.distributed:  # DDP: this process starts the arm's processes (toolforge.launch)
         return ProcessesJob(arm, device, len(train_examples), len(eval_examples))
     device = here.device(device or default_device())  # under DDP: this process's own GPU
-    if device.startswith("cuda"):
-        torch.cuda.set_device(device)
+    if here.distributed and device.startswith("cuda"):
+        torch.cuda.set_device(device)  # cuda:<local rank>; plain "cuda" (one process) names no index to set
     plan = precision_plan(device, arm.quantization, arm.mixed_precision)
     print(plan.line)
 
