@@ -20,7 +20,7 @@ ROWS = {
 }
 CONTRACT_KEYS = {"tool_accuracy", "argument_exact_match", "no_tool_precision", "no_tool_recall", "chain_exact_match",
                  "valid_json_rate", "schema_valid_rate", "unknown_tool_rate", "latency_p50_ms", "latency_p95_ms",
-                 "throughput_qps", "n", "per_tool", "argument_f1", "fit_seconds"}
+                 "throughput_qps", "n", "per_tool", "argument_f1", "fit_seconds", "load_seconds"}
 
 
 @pytest.fixture(scope="module")
