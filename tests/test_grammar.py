@@ -227,3 +227,94 @@ def test_optional_first_arguments_and_enum_switches_on_a_custom_registry():
     empty = _registry_with("bare", {"type": "object", "properties": {"n": {"type": "number"}},
                                     "additionalProperties": False})
     assert AnswerGrammar(empty).accepts("bare {}") and AnswerGrammar(empty).accepts('bare {"n":-1.5e+3}')
+
+
+# -- constrained decoding on a tiny random Gemma 3 ----------------------------------------------
+
+QUERIES = ["weather in paris?", "what is 2+2", "translate good morning to french please, and quickly", "hi"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from toolforge.model import stop_token_ids
+    from toolforge.prompt import build_messages
+
+    torch.set_num_threads(1)   # tiny matmuls: one thread is fastest and does not wait for a busy core
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    prompts = [tokenizer.apply_chat_template(build_messages(q), add_generation_prompt=True, tokenize=True,
+                                             return_dict=False) for q in QUERIES]
+    return model, tokenizer, prompts, stop_token_ids(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def pieces(tiny):
+    return tiny[1].convert_ids_to_tokens(list(range(len(tiny[1]))))
+
+
+def preferences(pieces: list[str], stops, seed: int, chains: bool):
+    """A seeded bias over the vocabulary that gives the random model its own taste: random tools and
+    characters, but it closes a string or an object as soon as the grammar lets it (tokens that
+    start with '"', then ',' or '}'), and ends the answer when it may (or, with ``chains``, starts
+    another call), so that answers end within the token budget."""
+    import torch
+
+    starts = [p[:1] for p in pieces]   # (a piece that starts with a space starts with '▁')
+    bias = torch.randn(len(pieces), generator=torch.Generator().manual_seed(seed)) * 2
+    bias[[i for i, c in enumerate(starts) if c in ",}"]] += 40
+    bias[[i for i, c in enumerate(starts) if c == "."]] += 50   # (a URL needs a dot before it may close)
+    bias[[i for i, c in enumerate(starts) if c == '"']] += 60
+    bias[list(stops)] += 80
+    if chains:
+        bias[[i for i, p in enumerate(pieces) if p == "\n"]] += 100
+    return bias
+
+
+def test_constrained_decoding_writes_only_valid_answers(tiny, pieces, grammar):
+    from toolforge.grammar import AnswerConstraint
+    from toolforge.inference import GreedyDecoder, common_prefix
+
+    model, tokenizer, prompts, stops = tiny
+    # a budget for the longest walks (three datetime calls with optional keys); the grammar itself
+    # cannot make an answer end within a budget, and the router refuses one that does not end
+    decoder = GreedyDecoder(model, stops, prefix_ids=common_prefix(prompts[0], prompts[1]), max_new_tokens=256,
+                            constraint=AnswerConstraint(tokenizer, stops, REGISTRY))
+    names, lengths = set(), set()
+    for seed in range(12):
+        bias = preferences(pieces, stops, seed, chains=seed % 4 == 3)
+        hook = model.lm_head.register_forward_hook(lambda module, args, logits: logits + bias)
+        try:
+            outputs = decoder.decode(prompts)
+            if seed == 3:   # each row decodes as it would alone
+                assert [decoder.decode([p])[0] for p in prompts] == outputs
+        finally:
+            hook.remove()
+        for ids in outputs:
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            assert ids[-1] in stops, f"seed {seed}: no end within the budget: {text!r}"
+            assert grammar.accepts(text) and valid(text), text
+            calls = parse_answer(text)
+            names |= {c["name"] for c in calls} or {"none"}
+            lengths.add(len(calls))
+    assert len(names) >= 6, names          # the walks reached many tools...
+    assert {0, 1, MAX_CALLS} <= lengths    # ... no tool, one call, and chains stopped at the cap
+
+
+def test_router_decodes_under_the_grammar_by_default_and_as_before_without(tiny_model_dir, tiny, grammar):
+    from toolforge.grammar import AnswerConstraint
+    from toolforge.inference import GreedyDecoder
+    from toolforge.router import Router
+
+    model, tokenizer, prompts, stops = tiny
+    plain = Router(tiny_model_dir, grammar=False, max_new_tokens=12).load()
+    assert plain.backend.decoder.constraint is None
+    expected = [tokenizer.decode(ids, skip_special_tokens=True)
+                for ids in GreedyDecoder(model, stops, max_new_tokens=12).decode(prompts)]
+    assert [r.raw for r in plain.route_batch(QUERIES)] == expected
+    constrained = Router(tiny_model_dir).load()
+    assert isinstance(constrained.backend.decoder.constraint, AnswerConstraint)
+    for result in constrained.route_batch(QUERIES):
+        assert result.ok and grammar.accepts(result.raw), result

@@ -6,7 +6,7 @@ that parses (``prompt.parse_answer``) and validates (``Registry.check_calls``):
 - ``answer_gbnf(registry)``: llama.cpp's GBNF, what ``llama_cpp.LlamaGrammar.from_string`` takes;
 - ``AnswerConstraint``: the same text for the project's torch decoder, through llguidance (which
   reads GBNF), as per-row token masks: ``start(batch)`` -> ``mask_(logits)`` / ``advance(tokens)``;
-- ``grammar_accepts(text)``: whether an answer text is in the grammar (tests, other backends).
+- ``AnswerGrammar().accepts(text)``: whether an answer text is in the grammar (tests, other backends).
 
 The grammar is ``none`` or 1..MAX_CALLS lines ``name {compact JSON}`` written exactly as
 ``format_answer`` writes them: keys in the registry's property order (the order the labels use),
@@ -463,21 +463,34 @@ class AnswerGrammar:
                 and matcher.is_stopped() and not matcher.is_error())
 
 
+_VOCABULARIES: dict[tuple, Any] = {}
+
+
+def _vocabulary(tokenizer, stop_ids: Sequence[int]):
+    """llguidance's view of a Hugging Face tokenizer, kept for the process: reading Gemma's 262k
+    tokens takes seconds, and every router on the same tokenizer can share it."""
+    import llguidance.hf
+
+    key = (tokenizer.name_or_path, len(tokenizer), tuple(sorted(stop_ids)))
+    if key not in _VOCABULARIES:
+        _VOCABULARIES[key] = llguidance.hf.from_tokenizer(tokenizer, eos_token=list(key[2]))
+    return _VOCABULARIES[key]
+
+
 class AnswerConstraint:
     """The answer grammar over a model's vocabulary, for a greedy decoder.
 
     ``start(batch)`` gives a ``GrammarRows`` per batch: the decoder calls ``mask_(logits)`` before
     each argmax and ``advance(tokens)`` after it. ``stop_ids`` are the tokens that end an answer
     (they are the only tokens allowed once an answer is complete, so the end is forced there).
-    Building it reads the whole vocabulary: about a second for Gemma's 262k tokens, once.
+    Building it reads the whole vocabulary once per process (scripts/bench_grammar.py measures it).
     """
 
     def __init__(self, tokenizer, stop_ids: Sequence[int], registry: Registry | None = None,
                  max_calls: int = MAX_CALLS):
         import llguidance
-        import llguidance.hf
 
-        self.tokenizer = llguidance.hf.from_tokenizer(tokenizer, eos_token=list(stop_ids))
+        self.tokenizer = _vocabulary(tokenizer, stop_ids)
         self.start_state = _matcher(self.tokenizer, _compiled(registry, max_calls))
         self.executor = llguidance.LLExecutor()
 
@@ -517,7 +530,3 @@ class GrammarRows:
             if not matcher.is_stopped():
                 matcher.consume_token(token)
 
-
-def grammar_accepts(text: str, registry: Registry | None = None, max_calls: int = MAX_CALLS) -> bool:
-    """Whether ``text`` is an answer of the grammar (compiles it each call: use AnswerGrammar for many)."""
-    return AnswerGrammar(registry, max_calls).accepts(text)

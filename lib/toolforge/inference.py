@@ -92,7 +92,7 @@ class GreedyDecoder:
 
     def __init__(self, model, stop_token_ids: Sequence[int], prefix_ids: Sequence[int] = (),
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_prompt_tokens: int = 1024,
-                 cuda_graphs: bool | None = None, compile: bool | None = None):
+                 cuda_graphs: bool | None = None, compile: bool | None = None, constraint=None):
         self.model = model.eval()
         self.config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.device = next(model.parameters()).device
@@ -105,6 +105,9 @@ class GreedyDecoder:
         # eager attention adds its mask; SDPA takes a boolean one (as transformers itself builds them)
         self.additive_mask = getattr(self.config, "_attn_implementation", "sdpa") == "eager"
         self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
+        # Constrained decoding (e.g. toolforge.grammar.AnswerConstraint): ``start(batch)`` gives rows
+        # that mask each step's logits to the tokens allowed next and follow the tokens chosen.
+        self.constraint = constraint
         # torch.compile fuses the many small ops of a decoder layer (norms, rotary, masks): on a GPU the
         # launches of an eager step, not its arithmetic, are what a small model's step costs.
         # Compiling costs about a minute and a half on first use (less with inductor's on-disk cache):
@@ -207,12 +210,17 @@ class GreedyDecoder:
             layout = graph.adopt(layout)
         # Asking the GPU whether every row is done waits for it; every few steps keeps it busy.
         check_every = 4 if self.device.type == "cuda" else 1
+        rows = self.constraint.start(batch) if self.constraint is not None else None
         for step in range(max_new):
+            if rows is not None:
+                rows.mask_(logits)
             token = logits.argmax(-1)
             # a finished row keeps emitting its stop token; it is cut off below
             token = torch.where(done, out[:, -1] if out.shape[1] else token, token)
             out = torch.cat([out, token[:, None]], 1)
             done |= torch.isin(token, self.stop_ids)
+            if rows is not None:
+                rows.advance(token.tolist())
             if step == max_new - 1 or slot >= cache.max_len or (step % check_every == check_every - 1 and bool(done.all())):
                 break
             layout.key_valid[:, slot] = True

@@ -160,7 +160,7 @@ class Router(BaseRouter):
     def __init__(self, model: str | Path | None = None, *, device: str | None = None, dtype=None,
                  prompt_style: str | None = None, registry: Registry | None = None,
                  max_new_tokens: int | None = None, batch_size: int = 32, cuda_graphs: bool | None = None,
-                 name: str = "model"):
+                 grammar: bool = True, name: str = "model"):
         super().__init__(registry)
         max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
         if max_new_tokens < 1 or batch_size < 1:
@@ -168,8 +168,10 @@ class Router(BaseRouter):
         self.model_ref = str(model or default_run_dir())
         self.prompt_style = prompt_style
         self.batch_size = batch_size
+        # grammar: decode under the registry's answer grammar (toolforge.grammar), so that only
+        # answers that parse and validate can be written
         self.options = {"device": device, "dtype": dtype, "max_new_tokens": max_new_tokens,
-                        "cuda_graphs": cuda_graphs}
+                        "cuda_graphs": cuda_graphs, "grammar": grammar}
         self.name = name
         self.backend = None
         self._lock = threading.Lock()

@@ -12,7 +12,8 @@ from . import Messages
 
 class TorchBackend:
     def __init__(self, model_ref: str, messages_for: Callable[[str], Messages], *, device: str | None = None,
-                 dtype=None, max_new_tokens: int, cuda_graphs: bool | None = None, **_):
+                 dtype=None, max_new_tokens: int, cuda_graphs: bool | None = None, grammar: bool = True,
+                 registry=None, **_):
         import torch
 
         from ..inference import GreedyDecoder, common_prefix
@@ -30,8 +31,13 @@ class TorchBackend:
         self.tokenizer = tokenizer
         self._special_ids = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
         prefix = common_prefix(self.prompt_ids("a"), self.prompt_ids("b"))
+        constraint = None
+        if grammar:  # answers only from the registry's grammar (toolforge.grammar)
+            from ..grammar import AnswerConstraint
+            constraint = AnswerConstraint(tokenizer, stops, registry)
         self.decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=max_new_tokens,
-                                     max_prompt_tokens=len(prefix) + 512, cuda_graphs=cuda_graphs)
+                                     max_prompt_tokens=len(prefix) + 512, cuda_graphs=cuda_graphs,
+                                     constraint=constraint)
 
     def control_tokens(self, text: str) -> set[str]:
         """The special tokens (e.g. ``<end_of_turn>``) the tokenizer would read in ``text``."""
