@@ -17,7 +17,28 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "setup: no torch found; installing the CPU build torch==2.13.0"
   .venv/bin/pip install -q torch==2.13.0
 fi
+# llama-cpp-python (the fast CPU router) builds llama.cpp from source: about 5 min on 2 cores the first
+# time (more while other jobs load the cores); pip's wheel cache makes a re-run take seconds.
+LLAMA=$(grep '^llama-cpp-python==' requirements.txt)
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  echo "setup: building $LLAMA from source (minutes, once)"
+  start=$SECONDS
+  .venv/bin/pip install -q "$LLAMA"
+  echo "setup: $LLAMA built and installed in $((SECONDS - start)) s"
+fi
 .venv/bin/pip install -q -r requirements.txt
+# llama.cpp's own HF -> GGUF converter (for `toolforge export`), from the same version's source archive.
+CONVERTER=.venv/share/llama.cpp
+if [ ! -f "$CONVERTER/convert_hf_to_gguf.py" ]; then
+  echo "setup: unpacking llama.cpp's convert_hf_to_gguf.py from the $LLAMA source archive"
+  tmp=$(mktemp -d)
+  .venv/bin/pip download -q --no-deps --no-binary=:all: "$LLAMA" -d "$tmp"
+  tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp" --wildcards \
+    '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*'
+  mkdir -p "$CONVERTER"
+  cp -r "$tmp"/llama_cpp_python-*/vendor/llama.cpp/{convert_hf_to_gguf.py,conversion,gguf-py} "$CONVERTER"/
+  rm -rf "$tmp"
+fi
 .venv/bin/pip install -q --no-deps -e .
 # A kernel named python3 inside the venv, so papermill and nbval run the notebooks with this environment.
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (toolforge)" >/dev/null

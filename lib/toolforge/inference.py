@@ -10,8 +10,13 @@ query) dominate. This decoder:
   every batch, so a query only prefills its own few tokens (prefix caching);
 - batches queries with padding between the shared prefix and each query, masked out, with each
   row's true positions, so every row computes what it would compute alone;
-- on CUDA, compiles the model step with torch.compile and captures the decode step in a CUDA
-  graph (``cuda_graphs=True``) that it replays.
+- on CUDA, captures the prefill and the decode step in CUDA graphs (``cuda_graphs=True``) that it
+  replays, for a few fixed shapes: batches are padded to a power of two and the query part of a
+  prefill to a multiple of WIDTH_BUCKET tokens, so a file of any size captures a handful of graphs;
+- compiles the model step with torch.compile only when asked (``compile=True`` or
+  TOOLFORGE_COMPILE=1): it makes a one-at-a-time query several times faster on a GPU but costs about
+  a minute per shape, which only a long-lived router (an agent's) pays back. It says so while it
+  compiles.
 
 Speculative decoding (drafts from the prompt and from answer skeletons) was tried and removed: it
 made a CPU query slower (a forward of several tokens costs much more than one there) and was never
@@ -26,15 +31,17 @@ a PEFT adapter must be merged first.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from .backends import common_prefix  # noqa: F401  (re-exported: decoders and benchmarks take prefixes from here)
 from .router import DEFAULT_MAX_NEW_TOKENS
 
-WIDTH_BUCKET = 16            # compiled prefills pad the query part to a multiple of this
+WIDTH_BUCKET = 16            # graphed/compiled prefills pad the query part to a multiple of this
 
 
 class SlotKVCache:
@@ -109,11 +116,12 @@ class GreedyDecoder:
         # that mask each step's logits to the tokens allowed next and follow the tokens chosen.
         self.constraint = constraint
         # torch.compile fuses the many small ops of a decoder layer (norms, rotary, masks): on a GPU the
-        # launches of an eager step, not its arithmetic, are what a small model's step costs.
-        # Compiling costs about a minute and a half on first use (less with inductor's on-disk cache):
-        # TOOLFORGE_COMPILE=0 turns the default off (CUDA graphs alone: ~120 ms a query on an H100).
+        # launches of an eager step, not its arithmetic, are what a small model's step costs. But it
+        # costs about a minute per new shape (75 s for the first batch of a `route --input` on an H200,
+        # again for each new batch shape), which a file of a few thousand queries never pays back:
+        # off unless asked for (TOOLFORGE_COMPILE=1, or compile=True for a long-lived router).
         if compile is None:
-            compile = self.device.type == "cuda" and os.environ.get("TOOLFORGE_COMPILE", "1") != "0"
+            compile = self.device.type == "cuda" and os.environ.get("TOOLFORGE_COMPILE", "0") == "1"
         self.compiled = compile
         self._forward = torch.compile(self._forward_eager) if self.compiled else self._forward_eager
         self._caches: dict[int, SlotKVCache] = {}
@@ -147,7 +155,10 @@ class GreedyDecoder:
         if not prompts:
             return []
         max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
-        return self._greedy_steps(self._prefill(prompts), max_new)
+        n = len(prompts)
+        if self.cuda_graphs:  # a few batch shapes (each captures its graphs once): pad with copies of a row
+            prompts = list(prompts) + [prompts[-1]] * ((1 << (n - 1).bit_length()) - n)
+        return self._greedy_steps(self._prefill(prompts), max_new)[:n]
 
     def _prefill(self, prompts: Sequence[Sequence[int]]) -> "_State":
         """Lay the batch out in the cache and run its prompts; logits of each row's last token."""
@@ -158,7 +169,7 @@ class GreedyDecoder:
         if any(not s for s in suffixes):
             raise ValueError("an empty prompt cannot be decoded")
         width = max(map(len, suffixes))
-        if self.compiled:  # a few padded widths rather than one compiled shape per prompt length
+        if self.compiled or self.cuda_graphs:  # a few padded widths rather than one shape per prompt length
             width = min(-(-width // WIDTH_BUCKET) * WIDTH_BUCKET, max(width, self.max_prompt_tokens - p))
         if p + width > self.max_prompt_tokens:
             raise ValueError(f"prompt of {p + width} tokens exceeds max_prompt_tokens={self.max_prompt_tokens}")
@@ -265,6 +276,9 @@ class GreedyDecoder:
 
     def _captured(self, key, fn, example) -> "_Graph | None":
         if key not in self._graphs:
+            if self.compiled:  # the first run of a shape compiles it: say so rather than seem to hang
+                print(f"decoder: compiling the {key[0]} of batch {key[1]} (about a minute, once per shape)",
+                      file=sys.stderr, flush=True)
             try:
                 self._graphs[key] = _Graph(fn, example)
             except Exception as e:  # capture can fail on unusual models: fall back to eager steps
@@ -359,11 +373,3 @@ def torch_threads(n: int):
     finally:
         torch.set_num_threads(before)
 
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> list[int]:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return list(a[:n])

@@ -148,8 +148,9 @@ class Router(BaseRouter):
     """The fine-tuned router (or, named zero_shot, the base model prompted with the tools).
 
     ``model``: a run folder ``runs/<arm>/`` (its prompt style is read from its arm.yaml), a merged
-    model folder, an HF folder/id, or ``embedded:gemma-3-270m``. Nothing is loaded until the first
-    query (or ``load()``). ``device="cuda"`` requires a GPU: without one, loading raises
+    model folder, an HF folder/id, ``embedded:gemma-3-270m``, or a ``.gguf`` file (llama.cpp; on a
+    CPU a run folder with a fresh ``router-q8_0.gguf`` from ``toolforge export`` uses it too, unless
+    ``engine="torch"``). Nothing is loaded until the first query (or ``load()``). ``device="cuda"`` requires a GPU: without one, loading raises
     RouterUnavailable (and ``route_for_agent`` falls back). Thread-safe: one load, and one batch
     on the model at a time.
     """
@@ -160,7 +161,8 @@ class Router(BaseRouter):
     def __init__(self, model: str | Path | None = None, *, device: str | None = None, dtype=None,
                  prompt_style: str | None = None, registry: Registry | None = None,
                  max_new_tokens: int | None = None, batch_size: int = 32, cuda_graphs: bool | None = None,
-                 grammar: bool = True, name: str = "model"):
+                 grammar: bool = True, engine: str | None = None, threads: int | None = None,
+                 compile: bool | None = None, name: str = "model"):
         super().__init__(registry)
         max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
         if max_new_tokens < 1 or batch_size < 1:
@@ -171,7 +173,8 @@ class Router(BaseRouter):
         # grammar: decode under the registry's answer grammar (toolforge.grammar), so that only
         # answers that parse and validate can be written
         self.options = {"device": device, "dtype": dtype, "max_new_tokens": max_new_tokens,
-                        "cuda_graphs": cuda_graphs, "grammar": grammar}
+                        "cuda_graphs": cuda_graphs, "grammar": grammar, "engine": engine, "threads": threads,
+                        "compile": compile}
         self.name = name
         self.backend = None
         self._lock = threading.Lock()

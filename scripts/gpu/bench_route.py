@@ -1,19 +1,25 @@
 """Routing speed: per-query latency (p50/p95) and batched throughput, on a CPU or a GPU.
 
     python scripts/gpu/bench_route.py --device cpu                       # the embedded base model
-    python scripts/gpu/bench_route.py --device cuda --model runs/gemma270m-full
+    python scripts/gpu/bench_route.py --device cuda --model runs/gemma270m-full --modes fast_graphs,router,file
+
+One GPU command for the routing targets (p50 one at a time, queries/s batched, a 1,000-query file
+including the model load): ``--modes router,file`` on a trained run; the figures are printed and
+written to --out (default $OUT/bench_route.json when $OUT is set).
 
 Modes (--modes, comma-separated):
 - generate: ``model.generate`` greedy on the full chat prompt (merged model, default dynamic cache),
   exactly --new-tokens tokens, one query at a time. The usual way; the reference point.
 - fast: toolforge.inference.GreedyDecoder (static slot cache, the system prompt prefilled once; on
-  CUDA torch.compile and CUDA graphs), exactly --new-tokens tokens, no speculation; one at a time,
-  then batches of --batch-size for queries/s. On CUDA ``fast_graphs`` is the same without compile,
-  ``fast_eager`` without compile and graphs.
+  CUDA torch.compile and CUDA graphs), exactly --new-tokens tokens; one at a time, then batches of
+  --batch-size for queries/s. On CUDA ``fast_graphs`` is the same without compile (the default of
+  the Router), ``fast_eager`` without compile and graphs.
 - forward: one decode step (one token through the model) with the same cache.
-- router: toolforge.Router end to end on real queries (data/test.jsonl): real answers, stop tokens,
-  speculation where it applies, parsing and validation. Only meaningful for a trained run (a base
-  model rambles to the token cap).
+- router: toolforge.Router end to end on real queries (data/test.jsonl): real answers under the
+  answer grammar, stop tokens, parsing and validation; one at a time with compile=True (a long-lived
+  router, compiled at start-up), batched with the defaults. Meaningful for a trained run.
+- file: ``python -m toolforge route --input`` of --file-queries queries (test.jsonl repeated) in a
+  fresh process, wall time including the model load, as a user runs it.
 
 Every latency is wall time around one call, after warm-up, with torch.cuda.synchronize() on CUDA.
 Prints a table and writes --out (JSON) if given.
@@ -22,9 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-weights", action="store_true",
                    help="--model is a folder with config.json and a tokenizer but no weights: initialise them "
                         "randomly (speed does not depend on the values; the modes that fix the token count only)")
-    p.add_argument("--out", help="write the figures as JSON here")
+    p.add_argument("--file-queries", type=int, default=1000, help="queries in the file mode's input")
+    p.add_argument("--out", default=os.path.join(os.environ["OUT"], "bench_route.json") if os.environ.get("OUT") else None,
+                   help="write the figures as JSON here (default: $OUT/bench_route.json when $OUT is set)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,13 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         report["generate"] = latency_stats([timed(lambda: one(ids), args.device) for ids in prompts])
         print("generate", report["generate"], flush=True)
 
-    # fast: compiled + CUDA graphs (the defaults on CUDA); fast_graphs: CUDA graphs without compile;
+    # fast: compiled + CUDA graphs; fast_graphs: CUDA graphs without compile (the default on CUDA);
     # fast_eager: neither (on a CPU, "fast" is this one).
-    variants = {"fast": (None, None), "fast_graphs": (True, False), "fast_eager": (False, False)}
+    variants = {"fast": (None, on_cuda), "fast_graphs": (True, False), "fast_eager": (False, False)}
     for mode, (graphs, compiled) in variants.items():
         if mode not in modes or (mode != "fast" and not on_cuda):
             continue
-        # No stop ids and no drafts: exactly n_new tokens per query, comparable with generate.
+        # No stop ids: exactly n_new tokens per query, comparable with generate.
         start = time.perf_counter()
         decoder = GreedyDecoder(model, [], prefix_ids=prefix, max_new_tokens=n_new,
                                 max_prompt_tokens=max(map(len, prompts)) + 8, cuda_graphs=graphs, compile=compiled)
@@ -164,23 +175,44 @@ def main(argv: list[str] | None = None) -> int:
     if "router" in modes:
         from toolforge.router import Router
 
-        router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style)
+        start = time.perf_counter()
+        router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style,
+                        compile=on_cuda)
         router.load()
         for q in queries[:2]:
             router.route(q)
+        compile_s = time.perf_counter() - start
         results = []
 
         def route(q):
             results.append(router.route(q))
         report["router"] = latency_stats([timed(lambda: route(q), args.device) for q in queries])
         report["router"]["failed"] = sum(not r.ok for r in results)
+        report["router"]["load_and_compile_s"] = round(compile_s, 1)
         report["router"]["answer_tokens_median"] = statistics.median(
             len(tokenizer(r.raw or "", add_special_tokens=False)["input_ids"]) for r in results)
+        del router
+        router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style)
         batch = [queries[i % len(queries)] for i in range(batch_sizes[0])]
         router.route_batch(batch)
         ms = [timed(lambda: router.route_batch(batch), args.device) for _ in range(args.batches)]
         report["router"]["batched_qps"] = round(len(batch) / (statistics.median(ms) / 1000), 1)
         print("router", report["router"], flush=True)
+
+    if "file" in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "queries.jsonl", Path(tmp) / "predictions.jsonl"
+            rows = load_queries(args.file_queries)
+            src.write_text("".join(json.dumps({"query": q}) + "\n" for q in rows))
+            command = [sys.executable, "-m", "toolforge", "route", "--model", args.model, "--device", args.device,
+                       "--input", str(src), "--output", str(dst), "--batch-size", str(batch_sizes[0])]
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            answered = sum(json.loads(line)["tool_calls"] is not None for line in dst.read_text().splitlines()) if dst.exists() else 0
+        report["file"] = {"queries": len(rows), "wall_s_with_load": round(wall, 1), "returncode": done.returncode,
+                          "answered": answered, "stderr_tail": done.stderr[-600:]}
+        print("file", report["file"], flush=True)
 
     print(json.dumps(report, indent=2))
     if args.out:

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from . import Messages
+from . import Messages, common_prefix
 
 
 class TorchBackend:
     def __init__(self, model_ref: str, messages_for: Callable[[str], Messages], *, device: str | None = None,
-                 dtype=None, max_new_tokens: int, cuda_graphs: bool | None = None, grammar: bool = True,
-                 registry=None, **_):
+                 dtype=None, max_new_tokens: int, cuda_graphs: bool | None = None, compile: bool | None = None,
+                 grammar: bool = True, registry=None, **_):
         import torch
 
-        from ..inference import GreedyDecoder, common_prefix
+        from ..inference import GreedyDecoder
         from ..router import RouterUnavailable
 
         if device and device.startswith("cuda") and not torch.cuda.is_available():
@@ -37,7 +37,7 @@ class TorchBackend:
             constraint = AnswerConstraint(tokenizer, stops, registry)
         self.decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=max_new_tokens,
                                      max_prompt_tokens=len(prefix) + 512, cuda_graphs=cuda_graphs,
-                                     constraint=constraint)
+                                     compile=compile, constraint=constraint)
 
     def control_tokens(self, text: str) -> set[str]:
         """The special tokens (e.g. ``<end_of_turn>``) the tokenizer would read in ``text``."""
