@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("toolforge.train", "fine-tune a router for one arm (LoRA on CPU, QLoRA on CUDA)"),
     "merge": ("toolforge.merge", "merge a run's adapter into a standalone model (use: merge RUN_DIR OUT_DIR)"),
     "route": ("toolforge.route_cli", "route queries with a model, heuristic or embedding router"),
+    "export": ("toolforge.export", "export a run as a GGUF file for llama.cpp (fast CPU routing)"),
     "evaluate": ("toolforge.evaluate", "evaluate routers on the test, hard_test and human_eval splits"),
     "ablation": ("toolforge.ablation", "run and aggregate a set of arms (02 then 03 per arm)"),
     "pipeline": ("toolforge.pipeline", "the main job: 01_generate -> 02_train_qlora -> 03_evaluate via papermill"),
