@@ -40,7 +40,7 @@ if [ "${SMOKE:-0}" = 1 ]; then  # a CPU: the tiny model and data, so that every 
   t4=()  # no 4-bit, fp16 or checkpointing on a CPU
   batch=(4 2)
   MAX_STEPS=4 T4_MAX_STEPS=4
-  eval_options=(--max-examples 16 --device cpu)
+  eval_options=(--max-examples 4 --device cpu)
 fi
 rm -rf "$RUNS" && mkdir -p "$RUNS" "$OUT"
 start=$(date +%s)
