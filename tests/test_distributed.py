@@ -148,6 +148,15 @@ def test_route_spreads_over_every_gpu_only_for_a_model_with_no_device_given():
     assert launch.route_devices("heuristic", None, present=2) == []
 
 
+def test_each_route_worker_sees_its_one_gpu_as_cuda():
+    env, device = launch.one_gpu_view("cuda:1", {"PATH": "/bin"})
+    assert (env["CUDA_VISIBLE_DEVICES"], device, env["PATH"]) == ("1", "cuda", "/bin")
+    env, device = launch.one_gpu_view("cuda:1", {"CUDA_VISIBLE_DEVICES": "4,6"})
+    assert (env["CUDA_VISIBLE_DEVICES"], device) == ("6", "cuda")
+    env, device = launch.one_gpu_view("cpu", {})
+    assert (env, device) == ({}, "cpu")
+
+
 def without_latency(rows):
     return [{k: v for k, v in row.items() if k != "latency_ms"} for row in rows]
 

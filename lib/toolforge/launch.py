@@ -189,6 +189,19 @@ def route_devices(router: str, device: str | None, present: int | None = None) -
     return [f"cuda:{i}" for i in range(present)]
 
 
+def one_gpu_view(device: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], str]:
+    """The environment and --device for a worker that is to use ``device`` alone: for ``cuda:i`` it sees
+    only that GPU (CUDA_VISIBLE_DEVICES, which maps i through an existing one) and calls it ``cuda``, so
+    that everything in it, CUDA graphs included, runs on its current device; other devices pass as they are."""
+    env = dict(os.environ if environ is None else environ)
+    if not device.startswith("cuda:"):
+        return env, device
+    index = int(device.split(":", 1)[1])
+    visible = [v for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    env["CUDA_VISIBLE_DEVICES"] = visible[index] if visible else str(index)
+    return env, "cuda"
+
+
 def route_in_shards(route_argv: Sequence[str], queries: Sequence[str], devices: Sequence[str]) -> list[dict[str, Any]]:
     """Route ``queries`` with one ``python -m toolforge route`` process per device, each on a contiguous
     shard, all at once; returns their prediction rows in input order.
@@ -205,9 +218,10 @@ def route_in_shards(route_argv: Sequence[str], queries: Sequence[str], devices: 
         for i, ((start, end), device) in enumerate(zip(shard_bounds(len(queries), len(devices)), devices)):
             shard, out = Path(folder) / f"shard{i}.jsonl", Path(folder) / f"shard{i}.out.jsonl"
             write_jsonl(shard, [{"query": q} for q in queries[start:end]])
+            env, own_device = one_gpu_view(device)
             argv = [sys.executable, "-m", "toolforge", "route", *common,
-                    "--input", str(shard), "--output", str(out), "--device", device]
-            workers.append((device, out, subprocess.Popen(argv)))
+                    "--input", str(shard), "--output", str(out), "--device", own_device]
+            workers.append((device, out, subprocess.Popen(argv, env=env)))
         failed = [(device, proc.wait()) for device, _, proc in workers]
         failed = [(device, status) for device, status in failed if status != 0]
         if failed:
