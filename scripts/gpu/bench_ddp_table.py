@@ -1,5 +1,7 @@
-"""The table of scripts/gpu/bench_ddp.sh: one row per run, from each run's metrics.json, its human_eval
-evaluation (when there is one) and the command's wall time; written as markdown and CSV and printed.
+"""The table of scripts/gpu/bench_ddp.sh: one row per run, from each run's metrics.json and arm.yaml, its
+human_eval evaluation (when there is one) and the command's wall time (walls.tsv: process start, model
+loading and evaluation included); written as markdown and CSV and printed. The first run present is
+the reference of the speed-up.
 
     python3 scripts/gpu/bench_ddp_table.py RUNS_DIR OUT_DIR 1gpu 2gpu t4
 """
@@ -10,22 +12,34 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("run", "processes", "effective batch", "precision", "steps", "command wall s", "train s",
+import yaml
+
+COLUMNS = ("run", "processes", "effective batch", "quantization", "mixed precision", "steps", "command wall s", "train s",
            "training tokens/s", "speed-up", "final val loss", "best val loss", "peak GB a GPU",
            "human_eval tool accuracy")
 
 
-def row(runs: Path, name: str, walls: dict[str, float], reference: dict | None) -> dict[str, object]:
+def recipe(runs: Path, name: str) -> tuple[str, str]:
+    arm = yaml.safe_load((runs / name / "arm.yaml").read_text(encoding="utf-8"))
+    return arm["quantization"], arm["mixed_precision"]
+
+
+def row(runs: Path, name: str, walls: dict[str, float], reference: str) -> dict[str, object]:
+    """One run's figures; its speed-up is its training tokens/s over the reference run's, given only
+    for a run of the same recipe (the T4 rehearsal's 4-bit and fp16 make it another)."""
     metrics = json.loads((runs / name / "metrics.json").read_text(encoding="utf-8"))
     results = runs / name / "eval" / "results.json"
     accuracy = ""
     if results.is_file():
         accuracy = f"{json.loads(results.read_text())['model']['human_eval']['tool_accuracy']:.1%}"
     speedup = ""
-    if reference is not None:
-        speedup = f"{metrics['train_tokens_per_s'] / reference['train_tokens_per_s']:.2f}x"
+    if name != reference and recipe(runs, name) == recipe(runs, reference):
+        base = json.loads((runs / reference / "metrics.json").read_text(encoding="utf-8"))
+        speedup = f"{metrics['train_tokens_per_s'] / base['train_tokens_per_s']:.2f}x"
+    quantization, mixed_precision = recipe(runs, name)
     return {"run": name, "processes": metrics.get("processes", 1),
-            "effective batch": metrics.get("effective_batch_size", ""), "precision": metrics.get("precision", ""),
+            "effective batch": metrics.get("effective_batch_size", ""), "quantization": quantization,
+            "mixed precision": mixed_precision,
             "steps": metrics["steps"], "command wall s": f"{walls.get(name, float('nan')):.0f}",
             "train s": f"{metrics['train_time_s']:.0f}", "training tokens/s": f"{metrics['train_tokens_per_s']:,.0f}",
             "speed-up": speedup, "final val loss": f"{metrics['eval_loss'][-1]['loss']:.4f}",
@@ -39,8 +53,7 @@ def main(argv: list[str]) -> int:
     if (runs / "walls.tsv").is_file():
         walls = {n: float(s) for n, s in (line.split("\t") for line in (runs / "walls.tsv").read_text().split("\n") if line)}
     present = [n for n in names if (runs / n / "metrics.json").is_file()]
-    reference = json.loads((runs / present[0] / "metrics.json").read_text()) if present else None
-    rows = [row(runs, n, walls, reference if n != present[0] else None) for n in present]
+    rows = [row(runs, n, walls, present[0]) for n in present]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "bench_ddp.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, COLUMNS)
