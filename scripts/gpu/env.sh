@@ -14,5 +14,7 @@ if [ ! -f "$TOOLFORGE_GGUF" ]; then
 fi
 # papermill starts the kernel named python3: register one for this python and this PYTHONPATH.
 export JUPYTER_PATH=/root/kernel/share/jupyter
+# (only where ipykernel was staged: .whl3; the CLI needs no kernel)
+python3 -c "import ipykernel" 2>/dev/null || return 0
 [ -f /root/kernel/share/jupyter/kernels/python3/kernel.json ] || python3 -m ipykernel install --prefix /root/kernel \
   --name python3 --display-name "Python 3 (toolforge)" --env PYTHONPATH "$PYTHONPATH" >/dev/null
