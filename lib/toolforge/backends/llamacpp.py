@@ -1,12 +1,14 @@
 """The llama.cpp backend: a GGUF file through llama-cpp-python, greedy, held to the answer grammar,
-the system prompt's KV computed once.
+the system prompt's KV computed once, several queries decoded together.
 
 - The prompt is the one the torch path writes: the GGUF's chat template (the embedded base GGUF has
   none, so trl's Gemma 3 template, as ``toolforge.model`` gives the torch path), rendered with jinja2
   and tokenized by llama.cpp with its special tokens read.
-- The KV cache keeps the longest prefix a prompt shares with what it holds: the system prompt is
-  evaluated once, at load, and each query evaluates only its own tokens (``evaluated_tokens``
-  counts every token the model has evaluated, which is how the tests see the reuse).
+- The system prompt is evaluated once, at load, into sequence 0 of a unified KV cache; each query of a
+  batch shares those cells (``llama_memory_seq_cp``, no copy) and evaluates only its own tokens
+  (``evaluated_tokens`` counts every token the model has evaluated, which is how the tests see it).
+- Up to MAX_SEQS queries decode together, one ``llama_decode`` a step for all of them: a step reads the
+  weights once whatever the number of rows, which is what a CPU's memory bandwidth rewards.
 - Decoding is greedy under ``toolforge.grammar``'s answer grammar (the one definition, through
   llguidance over llama.cpp's vocabulary): the model's argmax when the grammar allows it, else the
   argmax over the tokens it allows, which is the token a full mask would give. One grammar check
@@ -20,7 +22,8 @@ from typing import Callable, Sequence
 
 from . import Messages, common_prefix
 
-N_CTX = 2048   # the system prompt (~300-480 tokens) + a capped query + the answer
+MAX_SEQS = 8        # queries decoded together
+OWN_TOKENS = 640    # KV cells a query may use beyond the shared system prompt: its tokens and its answer
 
 
 class LlamaCppBackend:
@@ -30,29 +33,41 @@ class LlamaCppBackend:
 
         try:
             import llama_cpp
+            import llama_cpp._internals as internals
             import numpy as np
         except ImportError as e:
             raise RouterUnavailable(f"{model_ref} needs llama-cpp-python: bash scripts/setup.sh ({e})") from e
         if not Path(model_ref).is_file():
             raise RouterUnavailable(f"model not found: {model_ref}")
         threads = threads or os.cpu_count() or 1
-        try:
-            self.llm = llama_cpp.Llama(model_path=str(model_ref), n_ctx=N_CTX, n_batch=512, n_threads=threads,
-                                       n_threads_batch=threads, swa_full=True, verbose=False)
+        try:  # the model, its tokenizer and metadata (its own small context is not used for routing)
+            self.llm = llama_cpp.Llama(model_path=str(model_ref), n_ctx=64, n_batch=64, n_threads=threads,
+                                       verbose=False)
         except ValueError as e:  # llama.cpp could not read the file
             raise RouterUnavailable(f"cannot load {model_ref}: {e}") from e
         self._np, self._llama = np, llama_cpp
         self.messages_for = messages_for
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = min(max_new_tokens, OWN_TOKENS // 2)
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.n_vocab = self.llm.n_vocab()
         self.stop_ids = sorted({t for t in (llama_cpp.llama_vocab_eos(self.vocab), llama_cpp.llama_vocab_eot(self.vocab))
                                 if t >= 0})
         self.template = _chat_template(self.llm.metadata)
-        self.evaluated_tokens = 0
         self.grammar = _Grammar(self.vocab, self.n_vocab, self.stop_ids, registry) if grammar else None
-        self.prefix_len = len(common_prefix(self.prompt_ids("a"), self.prompt_ids("b")))
-        self._eval(self.prompt_ids("a")[:self.prefix_len])   # the system prompt, once
+        self.prefix = common_prefix(self.prompt_ids("a"), self.prompt_ids("b"))
+
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = params.n_batch = len(self.prefix) + MAX_SEQS * OWN_TOKENS
+        params.n_ubatch = 512
+        params.n_seq_max = MAX_SEQS + 1          # sequence 0: the system prompt; 1..MAX_SEQS: queries
+        params.kv_unified = True                 # one pool of cells, so the queries share the prefix's
+        params.swa_full = True                   # Gemma's sliding-window layers too can drop a query's tail
+        params.n_threads = params.n_threads_batch = threads
+        self.ctx = internals.LlamaContext(model=self.llm._model, params=params, verbose=False)
+        self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
+        self.batch = internals.LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self.evaluated_tokens = 0
+        self._decode([(0, 0, self.prefix)])     # the system prompt, once
 
     # -- the prompt ------------------------------------------------------------------------------
     def prompt_text(self, query: str) -> str:
@@ -71,30 +86,65 @@ class LlamaCppBackend:
 
     # -- decoding --------------------------------------------------------------------------------
     def complete(self, queries: Sequence[str]) -> list[str]:
-        return [self._answer(self.prompt_ids(q)) for q in queries]
+        answers: list[str] = []
+        for i in range(0, len(queries), MAX_SEQS):
+            answers += self._answers([self.prompt_ids(q) for q in queries[i:i + MAX_SEQS]])
+        return answers
 
-    def _answer(self, ids: list[int]) -> str:
-        limit = N_CTX - self.max_new_tokens
-        if len(ids) > limit:   # a query longer than the context keeps its tail (end of turn, answer cue)
-            ids = ids[:self.prefix_len] + ids[-(limit - self.prefix_len):]
-        cached = common_prefix(self.llm.input_ids[:self.llm.n_tokens].tolist(), ids)
-        self.llm.n_tokens = min(len(cached), len(ids) - 1)   # eval() drops the KV after this
-        self._eval(ids[self.llm.n_tokens:])
-        rows = self.grammar.start() if self.grammar else None
-        out: list[int] = []
-        for _ in range(self.max_new_tokens):
-            logits = self._np.ctypeslib.as_array(self._llama.llama_get_logits_ith(self.llm.ctx, -1),
-                                                 shape=(self.n_vocab,))
-            token = rows.choose(logits) if rows else int(logits.argmax())
-            if token in self.stop_ids:
-                break
-            out.append(token)
-            self._eval([token])
-        return self.llm.detokenize(out).decode("utf-8", errors="replace")
+    def _answers(self, prompts: list[list[int]]) -> list[str]:
+        """Greedy answers of up to MAX_SEQS prompts, decoded together in sequences 1..n."""
+        p, room = len(self.prefix), OWN_TOKENS - self.max_new_tokens
+        parts = []
+        for seq, ids in enumerate(prompts, start=1):
+            shared = p if len(ids) > p and ids[:p] == self.prefix else 0
+            own = ids[shared:][-room:]   # a query longer than its room keeps its tail (end of turn, answer cue)
+            if shared:
+                self._llama.llama_memory_seq_cp(self.memory, 0, seq, 0, p)
+            parts.append((seq, shared, own))
+        positions = {seq: start + len(own) for seq, start, own in parts}
+        rows = self._decode(parts)
+        grammar = [self.grammar.start() if self.grammar else None for _ in prompts]
+        out: list[list[int]] = [[] for _ in prompts]
+        live = [seq for seq, _, _ in parts]
+        try:
+            for step in range(self.max_new_tokens):
+                going = []
+                for seq, row in zip(live, rows):
+                    logits = self._np.ctypeslib.as_array(self._llama.llama_get_logits_ith(self.ctx.ctx, row),
+                                                         shape=(self.n_vocab,))
+                    token = grammar[seq - 1].choose(logits) if self.grammar else int(logits.argmax())
+                    if token in self.stop_ids:
+                        continue
+                    out[seq - 1].append(token)
+                    going.append((seq, positions[seq], [token]))
+                    positions[seq] += 1
+                if not going or step == self.max_new_tokens - 1:
+                    break
+                live = [seq for seq, _, _ in going]
+                rows = self._decode(going)
+        finally:  # the queries' cells are freed; the system prompt's stay with sequence 0
+            for seq, _, _ in parts:
+                self._llama.llama_memory_seq_rm(self.memory, seq, -1, -1)
+        return [self.llm.detokenize(ids).decode("utf-8", errors="replace") for ids in out]
 
-    def _eval(self, tokens: Sequence[int]) -> None:
-        self.llm.eval(tokens)
-        self.evaluated_tokens += len(tokens)
+    def _decode(self, parts: list[tuple[int, int, Sequence[int]]]) -> list[int]:
+        """Evaluate each (sequence, first position, tokens) in one llama_decode; the batch rows whose
+        logits were kept (each part's last token)."""
+        batch = self.batch.batch
+        batch.n_tokens = 0
+        rows = []
+        for seq, start, tokens in parts:
+            for i, token in enumerate(tokens):
+                j = batch.n_tokens
+                batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, start + i, 1
+                batch.seq_id[j][0] = seq
+                batch.logits[j] = i == len(tokens) - 1
+                batch.n_tokens += 1
+            rows.append(batch.n_tokens - 1)
+        if self._llama.llama_decode(self.ctx.ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed (the KV cache is full?)")
+        self.evaluated_tokens += batch.n_tokens
+        return rows
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
