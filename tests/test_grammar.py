@@ -318,3 +318,49 @@ def test_router_decodes_under_the_grammar_by_default_and_as_before_without(tiny_
     assert isinstance(constrained.backend.decoder.constraint, AnswerConstraint)
     for result in constrained.route_batch(QUERIES):
         assert result.ok and grammar.accepts(result.raw), result
+
+
+def test_choose_is_the_argmax_over_the_full_mask(tiny, grammar):
+    """GrammarRows.choose keeps the model's argmax when the grammar allows it and masks only the
+    rows that stray: the same tokens as masking every row, along real answers."""
+    import numpy as np
+    import torch
+
+    from toolforge.grammar import AnswerConstraint, allowed_tokens
+
+    _, tokenizer, _, stops = tiny
+    end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    answers = [tokenizer.encode(format_answer(a), add_special_tokens=False) + [end]
+               for a in labelled_calls()[:400:50] if len(a) <= MAX_CALLS]
+    rows = AnswerConstraint(tokenizer, stops, REGISTRY).start(len(answers))
+    generator = torch.Generator().manual_seed(0)
+    strayed = 0
+    for step in range(max(map(len, answers))):
+        taken = [a[step] if step < len(a) else end for a in answers]
+        logits = torch.randn(len(answers), len(tokenizer), generator=generator)
+        agree = torch.rand(len(answers), generator=generator) < 0.5   # half the rows: the model's choice
+        logits[agree, torch.tensor(taken)[agree]] = 10.0
+        chosen = rows.choose(logits.clone()).tolist()
+        for i, matcher in enumerate(rows.matchers):
+            if rows.ended[i]:
+                continue
+            allowed = allowed_tokens(matcher, len(tokenizer))
+            assert allowed[taken[i]], "every labelled answer's tokens are allowed"
+            assert chosen[i] == int(np.where(allowed, logits[i].numpy(), -np.inf).argmax())
+            strayed += not agree[i]
+        rows.advance(taken)
+    assert all(rows.ended) and strayed > 20
+
+
+def test_a_complete_answer_can_only_end(tiny):
+    from toolforge.grammar import AnswerConstraint
+
+    _, tokenizer, _, stops = tiny
+    rows = AnswerConstraint(tokenizer, stops, REGISTRY).start(1)
+    for token in tokenizer.encode("none", add_special_tokens=False):
+        rows.advance([token])
+    import torch
+    logits = torch.zeros(1, len(tokenizer))
+    logits[0, tokenizer.encode("\n", add_special_tokens=False)[0]] = 5.0   # the model would go on
+    logits[0, stops[0]] = 1.0
+    assert rows.choose(logits).tolist() == [stops[0]]

@@ -480,53 +480,70 @@ def _vocabulary(tokenizer, stop_ids: Sequence[int]):
 class AnswerConstraint:
     """The answer grammar over a model's vocabulary, for a greedy decoder.
 
-    ``start(batch)`` gives a ``GrammarRows`` per batch: the decoder calls ``mask_(logits)`` before
-    each argmax and ``advance(tokens)`` after it. ``stop_ids`` are the tokens that end an answer
-    (they are the only tokens allowed once an answer is complete, so the end is forced there).
+    ``start(batch)`` gives a ``GrammarRows`` per batch: the decoder takes each step's tokens from
+    ``choose(logits)`` and reports them with ``advance(tokens)``. ``stop_ids`` are the tokens that end
+    an answer: once an answer is complete they are the only ones allowed, so the end is forced there.
     Building it reads the whole vocabulary once per process (scripts/bench_grammar.py measures it).
     """
 
     def __init__(self, tokenizer, stop_ids: Sequence[int], registry: Registry | None = None,
                  max_calls: int = MAX_CALLS):
-        import llguidance
-
         self.tokenizer = _vocabulary(tokenizer, stop_ids)
         self.start_state = _matcher(self.tokenizer, _compiled(registry, max_calls))
-        self.executor = llguidance.LLExecutor()
 
     def start(self, batch: int) -> "GrammarRows":
-        return GrammarRows(self, batch)
+        return GrammarRows([self.start_state.deep_copy() for _ in range(batch)], self.tokenizer.vocab_size,
+                           self.tokenizer.eos_tokens)
 
 
 class GrammarRows:
-    """One matcher per row of a batch: masks the rows' logits and follows their tokens."""
+    """One matcher per row of a batch: picks each row's greedy token under the grammar, follows it."""
 
-    def __init__(self, constraint: AnswerConstraint, batch: int):
-        import torch
+    def __init__(self, matchers: list, vocab_size: int, stop_ids: Sequence[int]):
+        self.matchers, self.vocab_size, self.stop_ids = matchers, vocab_size, set(stop_ids)
+        self.ended = [False] * len(matchers)   # the row has taken its stop token (the decoder cuts it there)
 
-        self.constraint = constraint
-        self.matchers = [constraint.start_state.deep_copy() for _ in range(batch)]
-        words = (constraint.tokenizer.vocab_size + 31) // 32
-        self.bitmask = torch.zeros(batch, words, dtype=torch.int32)
-        self._bits = torch.arange(32, dtype=torch.int32)
-
-    def mask_(self, logits):
-        """Set every token the grammar does not allow next to -inf, row by row, in place."""
-        import torch
-        from llguidance.torch import fill_next_token_bitmask_par
-
-        fill_next_token_bitmask_par(self.constraint.executor, [(m, i) for i, m in enumerate(self.matchers)],
-                                    self.bitmask)
-        allowed = ((self.bitmask[:, :, None] >> self._bits) & 1).view(len(self.matchers), -1).bool()
-        vocab = logits.shape[-1]
-        if allowed.shape[1] < vocab:  # the model's rows past the tokenizer's vocabulary are never allowed
-            allowed = torch.nn.functional.pad(allowed, (0, vocab - allowed.shape[1]))
-        logits.masked_fill_(~allowed[:, :vocab].to(logits.device, non_blocking=True), float("-inf"))
-        return logits
+    def choose(self, logits):
+        """Each row's greedy token among those the grammar allows next: (batch,) on the logits' device.
+        Once an answer is complete, its stop tokens are the only ones allowed: the end is forced."""
+        best = logits.argmax(-1)
+        for i, (matcher, token) in enumerate(zip(self.matchers, best.tolist())):
+            if not self.ended[i] and not allows(matcher, token, self.vocab_size):
+                best[i] = best_allowed(matcher, logits[i].float().cpu())
+        return best
 
     def advance(self, tokens: Sequence[int]) -> None:
         """Each row's chosen token; rows whose answer has ended ignore theirs."""
-        for matcher, token in zip(self.matchers, tokens):
-            if not matcher.is_stopped():
+        for i, (matcher, token) in enumerate(zip(self.matchers, tokens)):
+            if not self.ended[i]:
                 matcher.consume_token(token)
+                self.ended[i] = token in self.stop_ids
 
+
+# Greedy decoding under the grammar, one row at a time (numpy, so that a backend without torch can
+# use it): the model's own argmax is kept when the grammar allows it, which is the token a full mask
+# would give, found in about a microsecond; only a row that strays pays for the whole mask (262k bits).
+
+def allows(matcher, token: int, vocab_size: int) -> bool:
+    """Whether the grammar allows ``token`` next (an id past its tokenizer's ``vocab_size``: no). A
+    matcher stops by itself after a complete answer that cannot go on; then this says no even to a
+    stop token, and ``best_allowed`` finds one (the only tokens its mask allows)."""
+    return 0 <= token < vocab_size and matcher.validate_tokens([token]) == 1
+
+
+def allowed_tokens(matcher, n_vocab: int):
+    """The tokens the grammar allows next, as a numpy bool array over ``n_vocab`` ids."""
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    allowed = np.zeros(n_vocab, dtype=bool)
+    allowed[:min(n_vocab, len(bits))] = bits[:n_vocab]
+    return allowed
+
+
+def best_allowed(matcher, logits) -> int:
+    """The argmax of one row of ``logits`` (anything numpy reads) over the tokens the grammar allows."""
+    import numpy as np
+
+    row = np.asarray(logits, dtype=np.float32)
+    return int(np.where(allowed_tokens(matcher, len(row)), row, -np.inf).argmax())

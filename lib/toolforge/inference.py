@@ -113,7 +113,7 @@ class GreedyDecoder:
         self.additive_mask = getattr(self.config, "_attn_implementation", "sdpa") == "eager"
         self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
         # Constrained decoding (e.g. toolforge.grammar.AnswerConstraint): ``start(batch)`` gives rows
-        # that mask each step's logits to the tokens allowed next and follow the tokens chosen.
+        # that choose each step's greedy tokens among those allowed next and follow the tokens taken.
         self.constraint = constraint
         # torch.compile fuses the many small ops of a decoder layer (norms, rotary, masks): on a GPU the
         # launches of an eager step, not its arithmetic, are what a small model's step costs. But it
@@ -223,9 +223,7 @@ class GreedyDecoder:
         check_every = 4 if self.device.type == "cuda" else 1
         rows = self.constraint.start(batch) if self.constraint is not None else None
         for step in range(max_new):
-            if rows is not None:
-                rows.mask_(logits)
-            token = logits.argmax(-1)
+            token = logits.argmax(-1) if rows is None else rows.choose(logits)
             # a finished row keeps emitting its stop token; it is cut off below
             token = torch.where(done, out[:, -1] if out.shape[1] else token, token)
             out = torch.cat([out, token[:, None]], 1)
