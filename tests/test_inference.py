@@ -69,3 +69,14 @@ def test_max_prompt_tokens_is_enforced(tiny):
     decoder = GreedyDecoder(model, [1], max_new_tokens=2, max_prompt_tokens=16)
     with pytest.raises(ValueError, match="max_prompt_tokens"):
         decoder.decode([prompts[0]])
+
+
+def test_batches_padded_to_a_fixed_shape_give_each_row_its_own_answer(tiny):
+    """With CUDA graphs a batch is padded to a power of two (a few captured shapes); the padding rows
+    are dropped. On a CPU the capture fails (said in a warning) and decoding goes on without graphs."""
+    model, prompts = tiny
+    expected = [generate(model, p, [1, 106], 6) for p in prompts[:3]]
+    decoder = GreedyDecoder(model, [1, 106], prefix_ids=common_prefix(prompts[0], prompts[1]), max_new_tokens=6,
+                            cuda_graphs=True)
+    with pytest.warns(UserWarning, match="CUDA graph capture failed"):
+        assert decoder.decode(prompts[:3]) == expected   # 3 rows, padded to 4
