@@ -1,7 +1,7 @@
 """The main job's runner, on fake notebooks: stages in order, skips, and stops at the first failure."""
 import json
 
-from test_notebooks import write_arm, write_fake_notebooks
+from test_notebooks import injected_parameters, write_arm, write_fake_notebooks
 from toolforge import pipeline
 
 
@@ -23,6 +23,12 @@ def test_pipeline_runs_the_stages_that_exist_in_order(tmp_path, capsys):
     assert [line.split(" done in ")[0] for line in lines if line.startswith("[") and " done in " in line] == \
         ["[1/4] 01_generate", "[2/4] 02_train_qlora", "[3/4] 03_evaluate"]
     assert any("04_ablation: skipped" in line and "does not exist yet" in line for line in lines)
+    # 03 judged the router on the whole human_eval and test splits (the main job's default), with the given routers.
+    evaluated = injected_parameters(runs / "demo" / "notebooks" / "03_evaluate.ipynb")
+    assert evaluated == {"arm": "demo", "run_dir": str(runs / "demo"), "splits": ["test", "human_eval"],
+                         "max_examples": 0, "routers": ["model"]}
+    # 02 ran with the resolved arm: every field.
+    assert injected_parameters(runs / "demo" / "notebooks" / "02_train_qlora.ipynb")["max_steps"] == 2
     # --store-notebooks copied the executed notebooks beside their .py (nbval's references).
     stored = json.loads((notebooks / "02_train_qlora.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in stored["cells"])

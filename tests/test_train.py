@@ -351,3 +351,18 @@ def test_a_commit_stopped_midway_leaves_no_arm_settings_beside_another_adapter(t
     assert not (run_dir / "arm.yaml").exists()
     with pytest.raises(ValueError, match="arm.yaml"):
         load_for_inference(run_dir, device="cpu")
+
+
+def test_the_cpu_recipe_trains_and_its_validation_loss_is_the_loaded_models(tiny_model_dir, data_dir, tmp_path):
+    # LoRA on the top layer only (the frozen one below runs once per example) and the softmax over the
+    # data's tokens: the validation loss it reports (the full vocabulary, through the cached layer) is the
+    # loss of the saved router loaded the ordinary way.
+    from toolforge.model import load_for_inference
+
+    arm = tiny_arm(tiny_model_dir, data_dir, tmp_path, lora_layers=1, loss_vocabulary="data", name="cpu-recipe")
+    metrics = train(arm, device="cpu")
+    config = json.loads((arm.run_dir / "adapter" / "adapter_config.json").read_text())
+    assert config["layers_to_transform"] == [1]
+    model, tokenizer = load_for_inference(arm.run_dir, device="cpu")
+    assert eval_loss_of(model, tokenizer, arm) == pytest.approx(metrics["best_eval_loss"], rel=1e-4)
+    assert metrics["eval_loss"][-1]["loss"] < metrics["eval_loss"][0]["loss"]

@@ -25,6 +25,7 @@ from .prompt import PROMPT_STYLES
 
 EMBEDDED_MODEL = "embedded:gemma-3-270m"
 MIXED_PRECISIONS = ("auto", "bf16", "fp16", "no")
+LOSS_VOCABULARIES = ("full", "data")
 
 
 @dataclass
@@ -44,6 +45,10 @@ class ArmConfig:
     lora_dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    loss_vocabulary: str = "full"            # "full": the softmax over every token; "data": over the tokens of the
+                                             # train examples only (Gemma's 262k -> ~10k: a cheaper LM head)
+    lora_layers: int = 0                     # 0 = LoRA on every layer; N = on the top N only, and the frozen
+                                             # layers below run once per example (not per epoch), same loss
     learning_rate: float = 2e-4
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.03
@@ -68,6 +73,8 @@ class ArmConfig:
             raise ConfigError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
         if self.prompt_style not in PROMPT_STYLES:
             raise ConfigError(f"prompt_style: {self.prompt_style!r} is not one of {list(PROMPT_STYLES)}")
+        if self.loss_vocabulary not in LOSS_VOCABULARIES:
+            raise ConfigError(f"loss_vocabulary: {self.loss_vocabulary!r} is not one of {list(LOSS_VOCABULARIES)}")
         if self.quantization not in ("auto", "4bit", "none"):
             raise ConfigError(f"quantization: {self.quantization!r} is not one of ['auto', '4bit', 'none']")
         if self.mixed_precision not in MIXED_PRECISIONS:
@@ -76,7 +83,7 @@ class ArmConfig:
                     "eval_steps", "logging_steps", "epochs", "gpus"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
-        for key in ("max_train_examples", "max_eval_examples", "early_stopping_patience"):
+        for key in ("max_train_examples", "max_eval_examples", "early_stopping_patience", "lora_layers"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
         if not 0 <= self.warmup_ratio < 1:

@@ -69,6 +69,10 @@ class PadCollator:
     pad_token_id: int
     pad_to_multiple_of: int = 1
     share_prefix: bool = False
+    # With LoRA on the upper layers only: row "row" -> its hidden states entering the first trained layer
+    # (frozen_layers.lower_layer_states), batched as ``frozen_states`` in place of the lower layers' work.
+    frozen_states: list | None = None
+    first_trained_layer: int = 0
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -83,7 +87,13 @@ class PadCollator:
             labels[i, :lengths[i]] = torch.tensor(r["labels"])
             attention_mask[i, :lengths[i]] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        if self.share_prefix and len(rows) > 1:
+        if self.frozen_states is not None:
+            states = [self.frozen_states[r["row"]] for r in rows]
+            batch["frozen_states"] = torch.zeros((len(rows), width, states[0].shape[-1]), dtype=states[0].dtype)
+            for i, state in enumerate(states):
+                batch["frozen_states"][i, :lengths[i]] = state
+            batch["first_trained_layer"] = self.first_trained_layer
+        elif self.share_prefix and len(rows) > 1:
             batch["shared_prefix_len"] = shared_prefix_length(input_ids, min(lengths))
         return batch
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from .encoding import IGNORE_INDEX
+from .frozen_layers import skipping_lower_layers
 
 
-def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
+def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None, vocabulary=None):
     """Causal-LM cross-entropy over the trained (answer) tokens only, projecting onto the vocabulary only
     the positions that predict one. Equal to the model's own loss, at a fraction of the LM-head cost.
+
+    With ``frozen_states`` in the batch (LoRA on the upper layers only), those states stand for the frozen
+    lower layers' output and only the layers from ``first_trained_layer`` up run (``frozen_layers``).
 
     With ``shared_prefix_len`` = P in the batch, the first P tokens (the same in every row) run once,
     and the rows' own tokens attend to that one copy through the KV cache. Causal attention makes the
@@ -21,6 +25,11 @@ def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
 
     ``num_items_in_batch`` (the trained tokens of the whole accumulated batch, from the Trainer) makes
     gradient accumulation exact; without it the mean over this batch is returned.
+
+    ``vocabulary`` (sorted token ids; every target must be one) restricts the softmax to those tokens:
+    the cross-entropy of the logits over that subset, not over all 262k tokens (an arm's
+    ``loss_vocabulary: data``). That is an approximation of the full loss, cheaper by the ratio of the
+    sizes; whether the router it trains is as good is what evaluation measures.
     """
     import torch
     import torch.nn.functional as F
@@ -34,7 +43,11 @@ def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
     backbone = causal_lm.base_model
     input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
     prefix_len = int(inputs.get("shared_prefix_len", 0))
-    if prefix_len > 0:
+    if "frozen_states" in inputs:
+        with skipping_lower_layers(model, inputs["first_trained_layer"]):
+            hidden = backbone(inputs_embeds=inputs["frozen_states"], attention_mask=attention_mask,
+                              use_cache=False).last_hidden_state
+    elif prefix_len > 0:
         rows = input_ids.shape[0]
         prefix = backbone(input_ids=input_ids[:1, :prefix_len], use_cache=True)
         if prefix.past_key_values is None:  # gradient checkpointing drops the cache: prepare() never combines them
@@ -47,11 +60,19 @@ def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None):
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     targets = inputs["labels"][:, 1:]
     trained = targets != IGNORE_INDEX
-    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][trained])
+    head, answer_targets = causal_lm.get_output_embeddings(), targets[trained]
+    if vocabulary is None:
+        logits = head(hidden[:, :-1][trained])
+    else:
+        logits = F.linear(hidden[:, :-1][trained], head.weight[vocabulary])
+        positions = torch.searchsorted(vocabulary, answer_targets)
+        if not torch.equal(vocabulary[positions.clamp(max=len(vocabulary) - 1)], answer_targets):
+            raise ValueError("a trained token is not in the loss vocabulary")
+        answer_targets = positions
     softcap = getattr(causal_lm.config.get_text_config(), "final_logit_softcapping", None)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    loss_sum = F.cross_entropy(logits.float(), targets[trained], reduction="sum")
+    loss_sum = F.cross_entropy(logits.float(), answer_targets, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else trained.sum()
     return loss_sum / torch.as_tensor(count, device=loss_sum.device).clamp(min=1)
 
@@ -69,3 +90,11 @@ def inside_ddp_forward(ddp, fn, *args):
             del module.forward
         else:
             module.forward = own
+
+
+def data_vocabulary(rows: list[dict[str, Any]]):
+    """The sorted token ids the rows contain (queries, prompts and answers): an arm's ``loss_vocabulary:
+    data``. Every answer token is in it, and so is every query token an answer may copy."""
+    import torch
+
+    return torch.tensor(sorted({token for row in rows for token in row["input_ids"]}), dtype=torch.long)

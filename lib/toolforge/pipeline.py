@@ -22,6 +22,9 @@ from .paths import REPO_ROOT, runs_dir
 
 DEFAULT_ARM = REPO_ROOT / "configs" / "arms" / "gemma270m-cpu-demo.yaml"
 STAGES = ("01_generate", "02_train_qlora", "03_evaluate", "04_ablation")
+# The main job judges its router on the whole human_eval and test splits (03's own default on a CPU is a
+# sample of each split); --evaluate-param overrides these.
+EVALUATION = {"splits": ["test", "human_eval"], "max_examples": 0}
 
 
 def stage_parameters(arm_path: Path, runs_root: Path, generate: dict, evaluate: dict) -> tuple[str, dict[str, dict]]:
@@ -34,7 +37,7 @@ def stage_parameters(arm_path: Path, runs_root: Path, generate: dict, evaluate: 
     return arm.name, {
         "01_generate": dict(generate),
         "02_train_qlora": train,
-        "03_evaluate": {**evaluate_parameters(arm.name, runs_root), **evaluate},
+        "03_evaluate": {**evaluate_parameters(arm.name, runs_root), **EVALUATION, **evaluate},
         "04_ablation": report,
     }
 

@@ -28,6 +28,8 @@ from .arm import ArmConfig, load_arm
 from .config import ConfigError, dump_yaml, parse_key_values
 from .encoding import PadCollator, encode_examples
 from .examples import read_examples, seeded_sample
+from .frozen_layers import decoder, first_trained_layer, lower_layer_states
+from .loss import data_vocabulary
 from .launch import LaunchError, ProcessesJob, place
 from .precision import ensure_fp32_trainable, precision_plan
 from .registry import load_registry
@@ -199,7 +201,15 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
     if here.is_main:
         shutil.rmtree(staging, ignore_errors=True)
     args = training_arguments(arm, plan, use_cpu, staging / "checkpoints")
-    lora = lora_config(arm)
+    first_trained = first_trained_layer(model, arm.lora_layers)
+    lora = lora_config(arm, first_trained, len(decoder(model).layers))
+    frozen_states = None
+    if first_trained:
+        for i, row in enumerate(train_rows + eval_rows):
+            row["row"] = i  # the collator's index into frozen_states
+        print(f"frozen layers: LoRA on layers {first_trained} and up; layers 0-{first_trained - 1} run once over the "
+              f"{len(train_rows) + len(eval_rows)} examples, their outputs reused every epoch")
+        frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
     callbacks = [EarlyStoppingCallback(arm.early_stopping_patience)] if arm.early_stopping_patience else []
     if here.is_main:
         print(f"batch: {arm.batch_size} a process x {arm.gradient_accumulation_steps} accumulation steps x "
@@ -215,16 +225,23 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
         model=model, args=args, train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows),
         processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
         data_collator=PadCollator(tokenizer.pad_token_id, 1 if use_cpu else 8,
-                                  share_prefix=arm.share_prompt_prefix and not args.gradient_checkpointing))
+                                  share_prefix=arm.share_prompt_prefix and not args.gradient_checkpointing,
+                                  frozen_states=frozen_states, first_trained_layer=first_trained))
     ensure_fp32_trainable(trainer.model, args.fp16)
+    if arm.loss_vocabulary == "data":
+        trainer.loss_vocabulary = data_vocabulary(train_rows).to(device)
+        print(f"loss vocabulary: the {len(trainer.loss_vocabulary):,} tokens of the train examples, not all "
+              f"{trainer.model.get_output_embeddings().weight.shape[0]:,} (validation loss: all of them)")
     return TrainingJob(arm, trainer, tokenizer, device, len(train_rows), len(eval_rows), load_seconds)
 
 
-def lora_config(arm: ArmConfig):
+def lora_config(arm: ArmConfig, first_trained: int = 0, depth: int = 0):
+    """The arm's LoRA; from layer ``first_trained`` of ``depth`` up only when first_trained > 0 (lora_layers)."""
     from peft import LoraConfig
 
+    upper = {"layers_to_transform": list(range(first_trained, depth)), "layers_pattern": "layers"} if first_trained else {}
     return LoraConfig(r=arm.lora_r, lora_alpha=arm.lora_alpha, lora_dropout=arm.lora_dropout,
-                      target_modules=list(arm.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(arm.target_modules), task_type="CAUSAL_LM", **upper)
 
 
 def effective_batch_size(arm: ArmConfig) -> int:
