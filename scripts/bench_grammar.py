@@ -38,7 +38,7 @@ def walk(constraint, answers: list[list[int]], batch: int, vocab: int, stop: int
     is, the worst case: every row's full mask), then ``advance``. Microseconds per step and token."""
     from toolforge.grammar import allowed_tokens, allows
 
-    choose_us, advance_us, tokens, refused = [], [], 0, 0
+    choose_us, argmax_us, advance_us, tokens, refused = [], [], [], 0, 0
     for first in range(0, len(answers) - batch + 1, batch):
         rows_answers = answers[first:first + batch]
         rows = constraint.start(batch)
@@ -51,6 +51,9 @@ def walk(constraint, answers: list[list[int]], batch: int, vocab: int, stop: int
             if agree:
                 logits[range(batch), chosen] = 10.0
             start = time.perf_counter()
+            logits.argmax(-1).tolist()          # what the decoder does without the grammar, paired
+            argmax_us.append((time.perf_counter() - start) * 1e6)
+            start = time.perf_counter()
             picked = rows.choose(logits)
             choose_us.append((time.perf_counter() - start) * 1e6)
             if agree:
@@ -59,24 +62,18 @@ def walk(constraint, answers: list[list[int]], batch: int, vocab: int, stop: int
             start = time.perf_counter()
             rows.advance(chosen)
             advance_us.append((time.perf_counter() - start) * 1e6)
-    per_step = [c + a for c, a in zip(choose_us, advance_us)]
-    return {"batch": batch, "model_agrees": agree, "steps": len(per_step), "tokens": tokens,
-            "refused_tokens": refused, "choose_us_p50": statistics.median(choose_us),
-            "advance_us_p50": statistics.median(advance_us), "step_us_p50": statistics.median(per_step),
-            "step_us_p95": percentile(per_step, 0.95), "token_us_mean": sum(per_step) / tokens}
+    # the grammar's own cost: choose + advance, less the argmax the decoder would do anyway
+    extra = [c + a - g for c, a, g in zip(choose_us, advance_us, argmax_us)]
+    return {"batch": batch, "model_agrees": agree, "steps": len(extra), "tokens": tokens,
+            "refused_tokens": refused, "argmax_us_p50": statistics.median(argmax_us),
+            "choose_us_p50": statistics.median(choose_us), "advance_us_p50": statistics.median(advance_us),
+            "extra_us_p50": statistics.median(extra), "extra_us_mean": statistics.mean(extra),
+            "extra_us_per_token": sum(extra) / tokens}
 
 
-def argmax_only(batch: int, vocab: int, repeats: int = 50) -> float:
-    """Microseconds of the plain argmax the decoder does without the grammar, for scale."""
-    logits = torch.randn(batch, vocab)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        logits.argmax(-1).tolist()
-    return (time.perf_counter() - start) * 1e6 / repeats
-
-
-def model_steps(tokenizer, stops, constraint, queries: list[str], max_new: int) -> dict:
-    """ms per generated token of the embedded model, one query at a time, without and with the grammar."""
+def model_steps(tokenizer, stops, constraint, queries: list[str], max_new: int, rounds: int = 3) -> dict:
+    """ms per generated token of the embedded base model, one query at a time, without and with the
+    grammar, in alternating rounds (the machine's load moves): the median round of each."""
     from toolforge.inference import GreedyDecoder, common_prefix
     from toolforge.model import load_for_inference
     from toolforge.prompt import build_messages
@@ -85,18 +82,17 @@ def model_steps(tokenizer, stops, constraint, queries: list[str], max_new: int) 
     prompts = [tokenizer.apply_chat_template(build_messages(q), add_generation_prompt=True, tokenize=True,
                                              return_dict=False) for q in queries]
     prefix = common_prefix(prompts[0], prompts[1])
-    out = {}
-    for label, hook in (("without", None), ("with", constraint)):
-        decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=max_new, constraint=hook)
-        decoder.decode([prompts[0]])  # warm-up
-        ms, n = 0.0, 0
-        for prompt in prompts:
-            start = time.perf_counter()
-            ids = decoder.decode([prompt])[0]
-            ms += (time.perf_counter() - start) * 1000
-            n += len(ids)
-        out[label] = {"ms_per_token": ms / n, "tokens": n}
-    return out
+    decoders = {label: GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=max_new, constraint=hook)
+                for label, hook in (("without", None), ("with", constraint))}
+    per_round: dict[str, list[float]] = {label: [] for label in decoders}
+    for _ in range(rounds):
+        for label, decoder in decoders.items():
+            decoder.decode([prompts[0]])  # warm
+            start, n = time.perf_counter(), 0
+            for prompt in prompts:
+                n += len(decoder.decode([prompt])[0])
+            per_round[label].append((time.perf_counter() - start) * 1000 / n)
+    return {label: {"ms_per_token": statistics.median(v), "rounds": v} for label, v in per_round.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     report["walks"] = []
     for batch in args.batch:
         for agree in (True, False):
-            result = walk(constraint, answers, batch, vocab, end_of_turn, agree)
-            result["argmax_only_us"] = argmax_only(batch, vocab)
-            report["walks"].append(result)
+            report["walks"].append(walk(constraint, answers, batch, vocab, end_of_turn, agree))
     if args.model:
         queries = [r["query"] for r in rows[:8]]
         report["model"] = model_steps(tokenizer, stops, constraint, queries, max_new=24)
@@ -152,12 +146,14 @@ def main(argv: list[str] | None = None) -> int:
           f"({report['gbnf_chars']} chars), constraint {report['constraint_build_s']:.1f} s "
           f"(again in the same process: {report['constraint_rebuild_s'] * 1000:.0f} ms)")
     print(f"{report['answers']} test answers, {report['answer_tokens_mean']:.1f} tokens each on average")
-    print("batch | model's token | steps | tokens | refused | choose p50 us | advance p50 us | step p50 / p95 us "
-          "| per token us | plain argmax us")
+    print("the grammar's cost = choose + advance - the plain argmax (paired, same logits), in microseconds")
+    print("batch | model's token | steps | tokens | refused | argmax p50 | choose p50 | advance p50 "
+          "| cost p50 / mean a step | cost a token")
     for w in report["walks"]:
         print(f"{w['batch']:5d} | {'its argmax' if w['model_agrees'] else 'random':13s} | {w['steps']:5d} | "
-              f"{w['tokens']:6d} | {w['refused_tokens']:7d} | {w['choose_us_p50']:13.0f} | {w['advance_us_p50']:14.0f} | "
-              f"{w['step_us_p50']:7.0f} / {w['step_us_p95']:<7.0f} | {w['token_us_mean']:12.0f} | {w['argmax_only_us']:15.0f}")
+              f"{w['tokens']:6d} | {w['refused_tokens']:7d} | {w['argmax_us_p50']:10.0f} | {w['choose_us_p50']:10.0f} | "
+              f"{w['advance_us_p50']:11.0f} | {w['extra_us_p50']:9.0f} / {w['extra_us_mean']:<10.0f} | "
+              f"{w['extra_us_per_token']:12.0f}")
     if args.model:
         m = report["model"]
         print(f"embedded Gemma 3 270M, one query at a time: {m['without']['ms_per_token']:.1f} ms/token without "
