@@ -5,11 +5,12 @@ that parses (``prompt.parse_answer``) and validates (``Registry.check_calls``):
 
 - ``answer_gbnf(registry)``: llama.cpp's GBNF, what ``llama_cpp.LlamaGrammar.from_string`` takes;
 - ``AnswerConstraint``: the same text for the project's torch decoder, through llguidance (which
-  reads GBNF), as per-row token masks: ``start(batch)`` -> ``mask_(logits)`` / ``advance(tokens)``;
+  reads GBNF): ``start(batch)`` -> ``choose(logits)`` (each row's greedy token under the grammar) and
+  ``advance(tokens)``; ``allows``/``best_allowed`` do the same for one row in numpy (any backend);
 - ``AnswerGrammar().accepts(text)``: whether an answer text is in the grammar (tests, other backends).
 
 The grammar is ``none`` or 1..MAX_CALLS lines ``name {compact JSON}`` written exactly as
-``format_answer`` writes them: keys in the registry's property order (the order the labels use),
+``format_answer`` writes them: keys in the registry's property order (format_answer sorts them so),
 ``json.dumps(..., ensure_ascii=False, separators=(',', ':'))``. Per argument it encodes the type,
 enum/const, minLength/maxLength and anchored patterns (translated from Python's own regex parser, as
 ``jsonschema`` reads them); ``allOf`` rules of the form "if KEY is one of these values then these
