@@ -55,3 +55,31 @@ def test_embedded_default_loads_offline_and_answers_in_the_format():
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]  # it generates, and stops on its own ids
+
+
+def test_cache_saves_side_by_side_never_collide(tmp_path):
+    """Two processes filling the model cache at once (two runs, one per GPU) each save into a folder of
+    their own; one copy ends in place, whole, and no temporary folder is left."""
+    import threading
+    from pathlib import Path
+
+    from toolforge.model import _save_atomically
+
+    started = threading.Barrier(2)
+
+    class Slow:
+        def __init__(self, tag):
+            self.tag = tag
+
+        def save_pretrained(self, folder):
+            started.wait()  # both saves are half-way at the same moment
+            (Path(folder) / "weights.txt").write_text(self.tag)
+
+    target = tmp_path / "model"
+    threads = [threading.Thread(target=_save_atomically, args=(target, Slow(tag))) for tag in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (target / "weights.txt").read_text() in {"a", "b"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

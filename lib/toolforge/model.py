@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 EMBEDDED_PREFIX = "embedded:"
@@ -58,14 +59,20 @@ def set_gemma_chat_template(tokenizer) -> None:
 
 def _save_atomically(folder: Path, *objects) -> None:
     """save_pretrained each object beside ``folder``, then rename: a crash mid-save never leaves a half cache."""
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    for obj in objects:
-        obj.save_pretrained(partial)
-    if folder.exists():  # another process won the race; keep theirs
+    # A temporary folder of this process's own: two processes filling the cache at once (two runs side by
+    # side, one per GPU) must not write into, or delete, each other's half-saved files.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
+    try:
+        for obj in objects:
+            obj.save_pretrained(partial)
+        if not folder.exists():
+            try:
+                partial.replace(folder)
+            except OSError:  # another process renamed its copy into place first; keep theirs
+                pass
+    finally:
         shutil.rmtree(partial, ignore_errors=True)
-    else:
-        partial.replace(folder)
 
 
 def _check_embedded_name(name: str) -> None:

@@ -56,7 +56,7 @@ timed() {  # timed NAME COMMAND...: run it unless the budget is spent; its wall 
 }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/bench_ddp: GPU /' || true
 
-timed 1gpu "$PY" -m toolforge train --config "$ARM" --name 1gpu --batch_size "${batch[0]}" --max_steps "$MAX_STEPS" \
+timed 1gpu env CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}" "$PY" -m toolforge train --config "$ARM" --name 1gpu --batch_size "${batch[0]}" --max_steps "$MAX_STEPS" \
   "${common[@]}" "${device[@]}"
 timed 2gpu "$PY" -m toolforge train --config "$ARM" --name 2gpu --gpus 2 --batch_size "${batch[1]}" --max_steps "$MAX_STEPS" \
   "${common[@]}" "${device[@]}"
