@@ -45,7 +45,7 @@ def model_for(engine: str, run: str | None, cache: Path) -> str:
 
 
 def measure(engine: str, model: str, queries: list[str], n: int, stream: int, threads: int,
-            labels: list | None) -> dict:
+            labels: list | None, max_new_tokens: int | None) -> dict:
     """One engine's figures, in this process."""
     from toolforge.metrics import percentile
     from toolforge.router import Router
@@ -54,16 +54,22 @@ def measure(engine: str, model: str, queries: list[str], n: int, stream: int, th
         import torch
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    router = Router(model, device="cpu", engine="torch" if engine == "torch" else "llamacpp", threads=threads).load()
+    router = Router(model, device="cpu", engine="torch" if engine == "torch" else "llamacpp", threads=threads,
+                    max_new_tokens=max_new_tokens).load()
     load_s = time.perf_counter() - start
     for q in queries[:2]:
         router.route(q)
-    one = [router.route(q).latency_ms for q in queries[:n]]
+    one, cpu = [], []
+    for q in queries[:n]:   # wall time, and the CPU time of all the process's threads (what an idle machine's wall would be)
+        start = time.process_time()
+        one.append(router.route(q).latency_ms)
+        cpu.append((time.process_time() - start) * 1000)
     start = time.perf_counter()
     router.route_batch(queries[:stream], batch_size=32)
     qps = stream / (time.perf_counter() - start)
     row = {"engine": engine, "model": model, "load_s": round(load_s, 1), "p50_ms": round(percentile(one, 50)),
-           "p95_ms": round(percentile(one, 95)), "n": len(one), "queries_per_s": round(qps, 1), "stream": stream}
+           "p95_ms": round(percentile(one, 95)), "n": len(one),
+           "cpu_p50_ms": round(percentile(cpu, 50)), "cpu_p95_ms": round(percentile(cpu, 95)), "queries_per_s": round(qps, 1), "stream": stream}
     if labels is not None:
         results = router.route_batch([ex.query for ex in labels], batch_size=32)
         right = sum(r.tool_calls is not None and [c["name"] for c in r.tool_calls] == [c["name"] for c in ex.tool_calls]
@@ -82,6 +88,8 @@ def main() -> int:
     p.add_argument("--n", type=int, default=40, help="queries timed one at a time")
     p.add_argument("--stream", type=int, default=64, help="queries routed in a stream for queries/s")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-new-tokens", type=int, help="answer budget (default the Router's; a base model "
+                                                      "rambles to it: 16 is about a trained router's answer)")
     p.add_argument("--accuracy", action="store_true", help="also tool accuracy on data/human_eval.jsonl")
     p.add_argument("--cache", default=os.path.expanduser("~/.cache/toolforge"))
     p.add_argument("--out", default="results/bench_cpu_route.md")
@@ -93,7 +101,8 @@ def main() -> int:
     if args.one:
         labels = read_examples("data/human_eval.jsonl") if args.accuracy else None
         model = model_for(args.one, args.run, Path(args.cache))
-        print(json.dumps(measure(args.one, model, queries, args.n, args.stream, args.threads, labels)))
+        print(json.dumps(measure(args.one, model, queries, args.n, args.stream, args.threads, labels,
+                                 args.max_new_tokens)))
         return 0
 
     rows = []
@@ -106,14 +115,16 @@ def main() -> int:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{engine}: {rows[-1]}", file=sys.stderr)
     load = os.getloadavg()
-    head = ["engine", "p50 ms", "p95 ms", "queries/s", "RSS MB", "load s"] + (["tool acc. (human_eval)"] if args.accuracy else [])
+    head = ["engine", "p50 ms", "p95 ms", "CPU p50 / p95 ms", "queries/s", "RSS MB", "load s"] + (["tool acc. (human_eval)"] if args.accuracy else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["engine"], r["p50_ms"], r["p95_ms"], r["queries_per_s"], r["rss_mb"], r["load_s"]]
+        cells = [r["engine"], r["p50_ms"], r["p95_ms"], f"{r.get('cpu_p50_ms')} / {r.get('cpu_p95_ms')}",
+                 r["queries_per_s"], r["rss_mb"], r["load_s"]]
         cells += [f"{r['tool_accuracy']}%"] if args.accuracy else []
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     table = "\n".join(lines)
     note = (f"`{' '.join(['python', *sys.argv])}`; model: {args.run or 'embedded base'}; {args.threads} threads; "
+            f"answer budget {args.max_new_tokens or 'default'} tokens; "
             f"one at a time over {args.n} queries of {args.queries}, queries/s over a stream of {args.stream}; "
             f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) on {os.cpu_count()} cores")
     print(table + "\n\n" + note)

@@ -23,6 +23,9 @@ def tiny_gemma_dir(path: str | Path, seed: int = 0) -> Path:
     config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                               head_dim=16, max_position_embeddings=1024, sliding_window=64,
+                              # attention scaled by 1/sqrt(head_dim), as in the real 270M (and as llama.cpp's
+                              # Gemma 3 assumes: the GGUF export of this model must compute what torch does)
+                              query_pre_attn_scalar=16,
                               pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                               eos_token_id=[1, 106])
     model = Gemma3ForCausalLM(config)

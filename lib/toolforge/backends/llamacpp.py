@@ -17,6 +17,7 @@ the system prompt's KV computed once, several queries decoded together.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -81,8 +82,13 @@ class LlamaCppBackend:
     def control_tokens(self, text: str) -> set[str]:
         """The control tokens (``<end_of_turn>`` ...) llama.cpp's tokenizer would read in ``text``."""
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        control = self._llama.LLAMA_TOKEN_ATTR_CONTROL | self._llama.LLAMA_TOKEN_ATTR_USER_DEFINED
-        return {self._piece(t) for t in ids if self._llama.llama_vocab_get_attr(self.vocab, t) & control}
+        found = set()
+        for token in ids:   # control tokens, and user-defined ones shaped like them (as llguidance reads them)
+            attr, piece = self._llama.llama_vocab_get_attr(self.vocab, token), self._piece(token)
+            if attr & self._llama.LLAMA_TOKEN_ATTR_CONTROL or (
+                    attr & self._llama.LLAMA_TOKEN_ATTR_USER_DEFINED and piece.startswith("<") and piece.endswith(">")):
+                found.add(piece)
+        return found
 
     # -- decoding --------------------------------------------------------------------------------
     def complete(self, queries: Sequence[str]) -> list[str]:
@@ -160,7 +166,9 @@ class _Grammar:
 
         from ..grammar import answer_gbnf
 
-        self.tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=stop_ids)
+        with warnings.catch_warnings():  # llguidance 1.9.1 calls a llama.cpp function deprecated in 0.3.36, per token
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=stop_ids)
         self.grammar = llguidance.grammar_from("gbnf", answer_gbnf(registry))
         self.n_vocab = n_vocab
         self._llguidance, self._np = llguidance, np
