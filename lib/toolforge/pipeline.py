@@ -1,7 +1,8 @@
 """``python -m toolforge pipeline``: the main job, data -> train -> evaluate -> report, through the notebooks.
 
-It runs notebooks/01_generate, 02_train_qlora and 03_evaluate for one arm (the CPU demo arm by default),
-then 04_ablation to tabulate and plot that arm, each headless with papermill. Every executed notebook
+It runs notebooks/01_generate, 02_train_qlora (which, on a CPU, also exports the router as a GGUF for
+llama.cpp) and 03_evaluate (on the whole test and human_eval splits) for one arm (the CPU demo arm by
+default), then 04_ablation to tabulate and plot that arm, each headless with papermill. Every executed notebook
 goes to ``runs/<arm>/notebooks/`` (01's too: it belongs to the run that used its data). It stops at the
 first failure, saying which notebook failed and where its executed copy is. A notebook not yet in the
 tree is skipped with a message. ``--store-notebooks`` then copies the executed notebooks over the
