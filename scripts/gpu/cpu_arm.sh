@@ -6,13 +6,15 @@
 #   source scripts/gpu/env.sh && bash scripts/gpu/cpu_arm.sh train       # about 5-6 min
 #   source scripts/gpu/env.sh && bash scripts/gpu/cpu_arm.sh evaluate    # about 2 min
 # VARIANTS: "name|--key value ..." per line, overrides of configs/arms/gemma270m-cpu-demo.yaml (default below:
-# the arm itself, LoRA on the top 9 layers, twice the examples for one epoch). Figures: $OUT/cpu_arm.md (one
-# table: training wall time on 2 cores, tokens/s, validation loss, tool accuracy per split) and the logs.
+# the arm itself, the softmax over all 262k tokens, LoRA on the top 9 layers, twice the examples for one
+# epoch). Figures: $OUT/cpu_arm.md (one table: training wall time on 2 cores, tokens/s, validation loss,
+# tool accuracy per split) and the logs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/cpu-arm-out}
 RUNS=${RUNS:-/root/cpu-runs}
 VARIANTS=${VARIANTS:-"gemma270m-cpu-demo|
+cpu-fullvocab|--loss_vocabulary full
 cpu-top9|--lora_layers 9
 cpu-2400x1|--max_train_examples 2400 --epochs 1"}
 mkdir -p "$OUT" "$RUNS"
