@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=3, help="batches timed for queries/s")
     p.add_argument("--threads", type=int, default=0, help="torch threads on a CPU (0 = torch's default)")
     p.add_argument("--prompt-style", default="tools")
+    p.add_argument("--no-grammar", dest="grammar", action="store_false",
+                   help="router mode: decode without the answer grammar (to measure what it costs)")
     p.add_argument("--random-weights", action="store_true",
                    help="--model is a folder with config.json and a tokenizer but no weights: initialise them "
                         "randomly (speed does not depend on the values; the modes that fix the token count only)")
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
         start = time.perf_counter()
         router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style,
-                        compile=on_cuda)
+                        compile=on_cuda, grammar=args.grammar)
         router.load()
         for q in queries[:2]:
             router.route(q)
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         report["router"]["answer_tokens_median"] = statistics.median(
             len(tokenizer(r.raw or "", add_special_tokens=False)["input_ids"]) for r in results)
         del router
-        router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style)
+        router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style,
+                        grammar=args.grammar)
         batch = [queries[i % len(queries)] for i in range(batch_sizes[0])]
         router.route_batch(batch)
         ms = [timed(lambda: router.route_batch(batch), args.device) for _ in range(args.batches)]
