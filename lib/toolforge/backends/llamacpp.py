@@ -162,7 +162,6 @@ class _Grammar:
     def __init__(self, vocab, n_vocab: int, stop_ids: list[int], registry):
         import llguidance
         import llguidance.llamacpp
-        import numpy as np
 
         from ..grammar import answer_gbnf
 
@@ -171,7 +170,7 @@ class _Grammar:
             self.tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=stop_ids)
         self.grammar = llguidance.grammar_from("gbnf", answer_gbnf(registry))
         self.n_vocab = n_vocab
-        self._llguidance, self._np = llguidance, np
+        self._llguidance = llguidance
 
     def start(self) -> "_Rows":
         return _Rows(self)
@@ -181,18 +180,17 @@ class _Rows:
     """One answer's matcher: picks each greedy token the grammar allows and follows it."""
 
     def __init__(self, grammar: _Grammar):
-        self.g = grammar
+        self.n_vocab = grammar.n_vocab
         self.matcher = grammar._llguidance.LLMatcher(grammar.tokenizer, grammar.grammar, log_level=0)
-        self.mask = grammar._np.zeros((grammar.n_vocab + 31) // 32, dtype=grammar._np.int32)
 
     def choose(self, logits) -> int:
-        np = self.g._np
+        from ..grammar import allows, best_allowed
+
         token = int(logits.argmax())
-        if self.matcher.validate_tokens([token]) != 1:   # the model strayed: the best allowed token
-            self.matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
-            allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[:self.g.n_vocab].astype(bool)
-            token = int(np.where(allowed, logits, -np.inf).argmax())
-        self.matcher.consume_token(token)
+        if not allows(self.matcher, token, self.n_vocab):   # the model strayed: the best allowed token
+            token = best_allowed(self.matcher, logits)
+        if not self.matcher.is_stopped():
+            self.matcher.consume_token(token)
         return token
 
 
