@@ -225,11 +225,15 @@ def test_run_folder_loads_for_inference_with_the_best_weights(trained_run):
     assert eval_loss_of(model, tokenizer, arm) == pytest.approx(metrics["best_eval_loss"], rel=1e-4)
 
 
-def test_best_checkpoint_is_kept_and_training_stops_early(tiny_model_dir, data_dir, tmp_path):
+def test_best_checkpoint_is_kept_and_training_stops_early(tiny_model_dir, tmp_path):
     from toolforge.model import load_for_inference
 
-    # A learning rate this large makes the validation loss worsen after the first evaluations.
-    arm = tiny_arm(tiny_model_dir, data_dir, tmp_path, learning_rate=3.0, max_steps=40, eval_steps=2,
+    # Validation asks the training queries for other queries' calls: what training teaches makes it worse,
+    # so the validation loss rises after the first evaluation (by design, not by a learning rate's luck).
+    write_jsonl(tmp_path / "data" / "train.jsonl", examples(32, "tr"))
+    write_jsonl(tmp_path / "data" / "val.jsonl", [Example(id=f"va-{i}", query=query, tool_calls=CALLS[(i + 1) % len(CALLS)][1])
+                                                  for i, (query, _) in enumerate(CALLS)])
+    arm = tiny_arm(tiny_model_dir, tmp_path / "data", tmp_path, learning_rate=0.05, max_steps=40, eval_steps=2,
                    early_stopping_patience=1, name="diverges")
     metrics = train(arm, device="cpu")
     assert metrics["stopped_early"] and metrics["steps"] < 40

@@ -38,7 +38,7 @@ def answer_loss(model, inputs: dict[str, Any], num_items_in_batch=None, vocabula
     if isinstance(model, DistributedDataParallel):
         # DDP averages the processes' gradients only for what runs inside its own forward (that call
         # arms its gradient hooks), and this loss calls the backbone directly: run all of it in there.
-        return inside_ddp_forward(model, answer_loss, inputs, num_items_in_batch)
+        return inside_ddp_forward(model, answer_loss, inputs, num_items_in_batch, vocabulary)
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = causal_lm.base_model
     input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
