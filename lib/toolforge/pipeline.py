@@ -25,7 +25,9 @@ DEFAULT_ARM = REPO_ROOT / "configs" / "arms" / "gemma270m-cpu-demo.yaml"
 STAGES = ("01_generate", "02_train_qlora", "03_evaluate", "04_ablation")
 # The main job judges its router on the whole human_eval and test splits (03's own default on a CPU is a
 # sample of each split); --evaluate-param overrides these.
-EVALUATION = {"splits": ["test", "human_eval"], "max_examples": 0}
+# The routers are the two baselines it must beat (the peers and zero_shot take many minutes on a CPU:
+# `python -m toolforge evaluate --routers ...` runs them).
+EVALUATION = {"splits": ["test", "human_eval"], "max_examples": 0, "routers": ["model", "heuristic", "embedding"]}
 
 
 def stage_parameters(arm_path: Path, runs_root: Path, generate: dict, evaluate: dict) -> tuple[str, dict[str, dict]]:
