@@ -316,8 +316,15 @@ def test_router_decodes_under_the_grammar_by_default_and_as_before_without(tiny_
     assert [r.raw for r in plain.route_batch(QUERIES)] == expected
     constrained = Router(tiny_model_dir).load()
     assert isinstance(constrained.backend.decoder.constraint, AnswerConstraint)
-    for result in constrained.route_batch(QUERIES):
-        assert result.ok and grammar.accepts(result.raw), result
+    results = constrained.route_batch(QUERIES)
+    for result in results:
+        if result.ok:
+            assert grammar.accepts(result.raw), result
+        else:  # a random model can still be inside a string when the answer budget ends (a failure, as
+            # documented): what it wrote is then a prefix of the grammar, never a step outside it
+            matcher = grammar.matcher()
+            assert matcher.consume_tokens(list(result.raw.encode("utf-8"))) and not matcher.is_error(), result
+    # (answers that end are checked along seeded walks in the test above)
 
 
 def test_choose_is_the_argmax_over_the_full_mask(tiny, grammar):
