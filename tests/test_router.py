@@ -61,6 +61,16 @@ def test_valid_model_output_is_returned(text, calls):
     assert result.ok and result.tool_calls == calls and result.source == "model"
 
 
+def test_a_call_written_again_is_one_call_but_calls_that_differ_all_stay():
+    paris, london = '{"location":"Paris"}', '{"location":"London"}'
+    text = f"weather {paris}\nweather {london}\nweather {paris}\nweather {paris}"
+    result = Scripted(text).route("q")
+    assert result.ok and [c["arguments"]["location"] for c in result.tool_calls] == ["Paris", "London"]
+    # four calls are over MAX_CALLS, but two distinct ones are not: the repeats go before the cap applies
+    same_args_other_tool = 'wikipedia {"query":"Paris"}\nweb_search {"query":"Paris"}'
+    assert [c["name"] for c in Scripted(same_args_other_tool).route("q").tool_calls] == ["wikipedia", "web_search"]
+
+
 def test_agent_gets_the_model_decision_when_it_is_valid():
     decision = route_for_agent("anything", router=Scripted('web_search {"query":"gpu prices"}'))
     assert decision.decision == "needs_search" and decision.answered_by == "model"

@@ -3,7 +3,8 @@
 Every router answers ``route(query) -> RouteResult`` and ``route_batch(queries)``. Whatever a
 router proposes is checked against the tool registry before it is returned (``BaseRouter.check``):
 an unparseable answer, an unknown tool or schema-invalid arguments make a failed result
-(``tool_calls is None``, ``error``/``error_kind`` say why), never calls passed on to an agent.
+(``tool_calls is None``, ``error``/``error_kind`` say why), never calls passed on to an agent; a call
+written twice (same tool, same arguments) is kept once.
 
 - ``Router`` (name "model"): the fine-tuned model (a run folder, merged model, HF folder or GGUF
   file), loaded on first use, decoding greedily through a backend (``toolforge.backends``).
@@ -17,6 +18,7 @@ What an agent calls is in ``toolforge.agent`` (``route_for_agent``); the ``route
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -131,6 +133,7 @@ class BaseRouter:
             calls = parse_answer(proposal) if isinstance(proposal, str) else proposal
         except AnswerParseError as e:
             return RouteResult(None, latency_ms, self.name, str(e), e.kind, raw)
+        calls = without_repeats(calls)
         if len(calls) > MAX_CALLS:
             return RouteResult(None, latency_ms, self.name, f"{len(calls)} calls, more than {MAX_CALLS}",
                                TOO_MANY_CALLS, raw)
@@ -142,6 +145,19 @@ class BaseRouter:
             if reason:
                 return RouteResult(None, latency_ms, self.name, reason, SCHEMA_INVALID, raw)
         return RouteResult(calls, latency_ms, self.name, raw=raw)
+
+
+def without_repeats(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls with exact repeats (same tool, same arguments) dropped, first kept: one turn never needs
+    the same call twice, and a small model's commonest slip is to write its one call again instead of
+    ending (the arm trained on a CPU did so on 13 of 205 human_eval queries)."""
+    seen, kept = set(), []
+    for call in calls:
+        key = json.dumps(call, sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            kept.append(call)
+    return kept
 
 
 class Router(BaseRouter):
