@@ -69,6 +69,29 @@ def test_greedy_tokens_match_the_torch_decoder(tiny_gguf, tiny_model_dir):
     assert [r.raw for r in router.route_batch(QUERIES[::-1])] == expected[::-1]
 
 
+def test_a_router_with_a_vocabulary_writes_only_its_tokens_on_both_backends(tiny_gguf, tiny_model_dir, tmp_path):
+    from toolforge.vocabulary import write_vocabulary
+
+    model_dir, gguf_dir = tmp_path / "model", tmp_path / "gguf"
+    shutil.copytree(tiny_model_dir, model_dir)
+    gguf_dir.mkdir()
+    shutil.copyfile(tiny_gguf, gguf_dir / "router.gguf")
+    with torch_threads(1):
+        free = Router(model_dir, max_new_tokens=8, grammar=False).load()
+        unrestricted = free.backend.decoder.decode([free.backend.prompt_ids(q) for q in QUERIES])
+        # the vocabulary: a few ordinary tokens, none of those the random model writes when free
+        tokens = free.backend.tokenizer("weather paris calculator none", add_special_tokens=False)["input_ids"]
+        assert not set(tokens) & {t for row in unrestricted for t in row}
+        for folder in (model_dir, gguf_dir):
+            write_vocabulary(folder, tokens)
+        router = Router(model_dir, max_new_tokens=8, grammar=False).load()
+        restricted = router.backend.decoder.decode([router.backend.prompt_ids(q) for q in QUERIES])
+        expected = [r.raw for r in router.route_batch(QUERIES)]
+    assert all(row and set(row) <= set(tokens) | {1, 106} for row in restricted)
+    llama = Router(gguf_dir / "router.gguf", max_new_tokens=8, grammar=False)
+    assert [r.raw for r in llama.route_batch(QUERIES)] == expected
+
+
 def test_the_system_prompt_is_evaluated_once(tiny_gguf):
     router, llama = backend(tiny_gguf, grammar=False, max_new_tokens=8)
     prefix = len(llama.prefix)

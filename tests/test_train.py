@@ -206,13 +206,13 @@ def test_cpu_training_writes_the_run_folder(trained_run):
     assert 0 < metrics["computed_tokens"] < metrics["train_tokens"]
 
 
-def eval_loss_of(model, tokenizer, arm) -> float:
+def eval_loss_of(model, tokenizer, arm, vocabulary=None) -> float:
     from toolforge.examples import read_examples
 
     rows = [encode_example(ex, tokenizer, REG, arm.prompt_style) for ex in read_examples(arm.data_path / "val.jsonl")]
     batch = PadCollator(tokenizer.pad_token_id)(rows)
     with torch.no_grad():
-        return answer_loss(model, batch).item()
+        return answer_loss(model, batch, vocabulary=vocabulary).item()
 
 
 def test_run_folder_loads_for_inference_with_the_best_weights(trained_run):
@@ -359,14 +359,20 @@ def test_a_commit_stopped_midway_leaves_no_arm_settings_beside_another_adapter(t
 
 def test_the_cpu_recipe_trains_and_its_validation_loss_is_the_loaded_models(tiny_model_dir, data_dir, tmp_path):
     # LoRA on the top layer only (the frozen one below runs once per example) and the softmax over the
-    # data's tokens: the validation loss it reports (the full vocabulary, through the cached layer) is the
-    # loss of the saved router loaded the ordinary way.
+    # data's tokens: the validation loss it reports (over the data's tokens, through the cached layer) is
+    # the loss of the saved router loaded the ordinary way, over the vocabulary the run saved for routing.
+    from toolforge.examples import read_examples
     from toolforge.model import load_for_inference
+    from toolforge.vocabulary import read_vocabulary
 
     arm = tiny_arm(tiny_model_dir, data_dir, tmp_path, lora_layers=1, loss_vocabulary="data", name="cpu-recipe")
     metrics = train(arm, device="cpu")
     config = json.loads((arm.run_dir / "adapter" / "adapter_config.json").read_text())
     assert config["layers_to_transform"] == [1]
     model, tokenizer = load_for_inference(arm.run_dir, device="cpu")
-    assert eval_loss_of(model, tokenizer, arm) == pytest.approx(metrics["best_eval_loss"], rel=1e-4)
+    vocabulary = read_vocabulary(arm.run_dir)
+    rows = [encode_example(ex, tokenizer, REG, arm.prompt_style) for split in ("train", "val")
+            for ex in read_examples(arm.data_path / f"{split}.jsonl")]
+    assert vocabulary == sorted({t for row in rows for t in row["input_ids"]})  # every train and val token
+    assert eval_loss_of(model, tokenizer, arm, torch.tensor(vocabulary)) == pytest.approx(metrics["best_eval_loss"], rel=1e-4)
     assert metrics["eval_loss"][-1]["loss"] < metrics["eval_loss"][0]["loss"]

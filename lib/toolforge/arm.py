@@ -46,7 +46,8 @@ class ArmConfig:
     target_modules: list[str] = field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     loss_vocabulary: str = "full"            # "full": the softmax over every token; "data": over the tokens of the
-                                             # train examples only (Gemma's 262k -> ~10k: a cheaper LM head)
+                                             # train and val examples only (Gemma's 262k -> ~10k: a cheaper LM
+                                             # head), and the router then writes only those (vocabulary.json)
     lora_layers: int = 0                     # 0 = LoRA on every layer; N = on the top N only, and the frozen
                                              # layers below run once per example (not per epoch), same loss
     learning_rate: float = 2e-4

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .vocabulary import copy_vocabulary
+
 # Quantisation name -> llama.cpp file type (enum llama_ftype in llama.h).
 QUANTS = {"f32": 0, "f16": 1, "q8_0": 7, "q4_k_m": 15}
 DEFAULT_QUANT = "q8_0"
@@ -64,6 +66,8 @@ def export(model: str | Path, out: str | Path | None = None, quant: str = DEFAUL
             quantize(converted, converted.with_name(f"model-{quant}.gguf"), quant)
             converted = converted.with_name(f"model-{quant}.gguf")
         os.replace(converted, out)   # whole or not at all
+    if copy_vocabulary(model, out.parent):  # the tokens the router was trained to write (toolforge.vocabulary)
+        print(f"export: {out.parent}/vocabulary.json goes with it (the router decodes over those tokens)")
     print(f"export: wrote {out} ({out.stat().st_size / 2**20:.0f} MiB)")
     return out
 

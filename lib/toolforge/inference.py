@@ -99,7 +99,8 @@ class GreedyDecoder:
 
     def __init__(self, model, stop_token_ids: Sequence[int], prefix_ids: Sequence[int] = (),
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, max_prompt_tokens: int = 1024,
-                 cuda_graphs: bool | None = None, compile: bool | None = None, constraint=None):
+                 cuda_graphs: bool | None = None, compile: bool | None = None, constraint=None,
+                 allowed_tokens: Sequence[int] | None = None):
         self.model = model.eval()
         self.config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.device = next(model.parameters()).device
@@ -115,6 +116,11 @@ class GreedyDecoder:
         # Constrained decoding (e.g. toolforge.grammar.AnswerConstraint): ``start(batch)`` gives rows
         # that choose each step's greedy tokens among those allowed next and follow the tokens taken.
         self.constraint = constraint
+        # The tokens the model may write (toolforge.vocabulary; None: all): the others' logits are -inf.
+        self.vocab_bias = None
+        if allowed_tokens is not None:
+            self.vocab_bias = torch.full((self.config.vocab_size,), float("-inf"), device=self.device)
+            self.vocab_bias[torch.tensor(sorted(set(allowed_tokens) | set(stop_token_ids)), device=self.device)] = 0.0
         # torch.compile fuses the many small ops of a decoder layer (norms, rotary, masks): on a GPU the
         # launches of an eager step, not its arithmetic, are what a small model's step costs. But it
         # costs about a minute per new shape (75 s for the first batch of a `route --input` on an H200,
@@ -223,6 +229,8 @@ class GreedyDecoder:
         check_every = 4 if self.device.type == "cuda" else 1
         rows = self.constraint.start(batch) if self.constraint is not None else None
         for step in range(max_new):
+            if self.vocab_bias is not None:
+                logits = logits + self.vocab_bias
             token = logits.argmax(-1) if rows is None else rows.choose(logits)
             # a finished row keeps emitting its stop token; it is cut off below
             token = torch.where(done, out[:, -1] if out.shape[1] else token, token)

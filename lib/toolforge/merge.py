@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .vocabulary import copy_vocabulary
+
 
 def merge(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> Path:
     """Write the run's adapter merged into its base as a standalone model + tokenizer in ``out_dir``."""
@@ -18,6 +20,7 @@ def merge(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> Path
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    copy_vocabulary(run_dir, out_dir)  # the tokens the router was trained to write (toolforge.vocabulary)
     return out_dir
 
 

@@ -8,7 +8,8 @@ hardware gets). This module sets up one arm's job and runs it.
 
 The run folder ``runs/<arm>/`` receives ``arm.yaml`` (the resolved config), ``adapter/`` (PEFT adapter
 and tokenizer) and ``metrics.json`` (loss history, best eval loss and step, wall time, tokens/s,
-peak memory, device). They are written all or nothing (``commit_run``): a run that fails or is
+peak memory, device), and with ``loss_vocabulary: data`` ``vocabulary.json`` (the tokens the router
+may write: ``toolforge.vocabulary``). They are written all or nothing (``commit_run``): a run that fails or is
 interrupted leaves the folder as it was.
 """
 from __future__ import annotations
@@ -34,10 +35,12 @@ from .launch import LaunchError, ProcessesJob, place
 from .precision import ensure_fp32_trainable, precision_plan
 from .registry import load_registry
 from .trainer import router_trainer_class, training_arguments, wandb_enabled
+from .vocabulary import VOCABULARY_FILE, write_vocabulary
 
 # A run is built here, inside its run folder, then moved into place by commit_run.
 STAGING = ".partial"
-RUN_FILES = ("adapter", "metrics.json", "arm.yaml")  # arm.yaml last: its presence says the run is whole
+# arm.yaml last: its presence says the run is whole; vocabulary.json only with loss_vocabulary: data
+RUN_FILES = ("adapter", "metrics.json", VOCABULARY_FILE, "arm.yaml")
 
 
 def check_inputs(arm: ArmConfig) -> tuple[Path, Path]:
@@ -70,7 +73,10 @@ def commit_run(staging: Path, run_dir: Path) -> None:
         target = run_dir / name
         if target.is_dir():
             shutil.rmtree(target)
-        (staging / name).replace(target)
+        if (staging / name).exists():
+            (staging / name).replace(target)
+        else:  # a file this run does not have: an earlier run's must not stay beside it
+            target.unlink(missing_ok=True)
     shutil.rmtree(staging)
 
 
@@ -154,6 +160,8 @@ class TrainingJob:
         self.trainer.model.save_pretrained(staging / "adapter")  # the best checkpoint's weights (load_best_model_at_end)
         self.tokenizer.save_pretrained(staging / "adapter")
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        if self.trainer.loss_vocabulary is not None:  # the tokens the router may write (toolforge.vocabulary)
+            write_vocabulary(staging, self.trainer.loss_vocabulary.tolist())
         dump_yaml(self.arm, staging / "arm.yaml")
         shutil.rmtree(staging / "checkpoints", ignore_errors=True)  # the best one is adapter/ now
         commit_run(staging, run_dir)
@@ -175,7 +183,8 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
 
     train_file, val_file = check_inputs(arm)
     registry = load_registry()
-    train_examples = seeded_sample(read_examples(train_file, registry), arm.max_train_examples, arm.seed)
+    all_train_examples = read_examples(train_file, registry)
+    train_examples = seeded_sample(all_train_examples, arm.max_train_examples, arm.seed)
     eval_examples = seeded_sample(read_examples(val_file, registry), arm.max_eval_examples, arm.seed)
     here = place()
     if arm.gpus > 1 and not here.distributed:  # DDP: this process starts the arm's processes (toolforge.launch)
@@ -229,9 +238,12 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
                                   frozen_states=frozen_states, first_trained_layer=first_trained))
     ensure_fp32_trainable(trainer.model, args.fp16)
     if arm.loss_vocabulary == "data":
-        trainer.loss_vocabulary = data_vocabulary(train_rows).to(device)
-        print(f"loss vocabulary: the {len(trainer.loss_vocabulary):,} tokens of the train examples, not all "
-              f"{trainer.model.get_output_embeddings().weight.shape[0]:,} (validation loss: all of them)")
+        # the tokens of the whole train split (not only the examples trained on) and of the validation rows
+        unseen = encode_examples(all_train_examples, tokenizer, arm, registry, "train") \
+            if len(train_examples) < len(all_train_examples) else []
+        trainer.loss_vocabulary = data_vocabulary(train_rows + eval_rows + unseen).to(device)
+        print(f"loss vocabulary: the {len(trainer.loss_vocabulary):,} tokens of the train and val examples, not all "
+              f"{trainer.model.get_output_embeddings().weight.shape[0]:,}; the router will write only these")
     return TrainingJob(arm, trainer, tokenizer, device, len(train_rows), len(eval_rows), load_seconds)
 
 

@@ -33,7 +33,7 @@ def router_trainer_class():
             self.train_tokens = 0       # non-pad tokens of the examples; a device tensor: no host sync per step
             self.computed_tokens = 0    # the same, with a batch's shared prefix counted once
             self.eval_seconds = 0.0
-            self.loss_vocabulary = None  # sorted token ids: the training steps' softmax over these only (validation: all)
+            self.loss_vocabulary = None  # sorted token ids: the softmax over these only (the router writes only these)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
@@ -41,7 +41,7 @@ def router_trainer_class():
                 rows, prefix_len = inputs["input_ids"].shape[0], int(inputs.get("shared_prefix_len", 0))
                 self.train_tokens = self.train_tokens + tokens
                 self.computed_tokens = self.computed_tokens + tokens - (rows - 1) * prefix_len
-            loss = answer_loss(model, inputs, num_items_in_batch, self.loss_vocabulary if model.training else None)
+            loss = answer_loss(model, inputs, num_items_in_batch, self.loss_vocabulary)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 # DDP: num_items_in_batch counts every process's trained tokens and DDP averages the
                 # processes' gradients; scale back to the whole batch's loss, as Trainer.compute_loss does

@@ -12,7 +12,8 @@ the system prompt's KV computed once, several queries decoded together.
 - Decoding is greedy under ``toolforge.grammar``'s answer grammar (the one definition, through
   llguidance over llama.cpp's vocabulary): the model's argmax when the grammar allows it, else the
   argmax over the tokens it allows, which is the token a full mask would give. One grammar check
-  per step, a full mask only where the model strays.
+  per step, a full mask only where the model strays. A router trained over part of the vocabulary
+  (``vocabulary.json`` beside the GGUF: ``toolforge.vocabulary``) writes only those tokens.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..vocabulary import allowed_mask, read_vocabulary
 from . import Messages, common_prefix
 
 MAX_SEQS = 8        # queries decoded together
@@ -55,6 +57,10 @@ class LlamaCppBackend:
                                 if t >= 0})
         self.template = _chat_template(self.llm.metadata)
         self.grammar = _Grammar(self.vocab, self.n_vocab, self.stop_ids, registry) if grammar else None
+        try:  # the tokens the router was trained to write (toolforge.vocabulary); None: all
+            self.allowed = allowed_mask(read_vocabulary(model_ref), self.n_vocab, self.stop_ids)
+        except ValueError as e:
+            raise RouterUnavailable(str(e)) from e
         self.prefix = common_prefix(self.prompt_ids("a"), self.prompt_ids("b"))
 
         params = llama_cpp.llama_context_default_params()
@@ -118,6 +124,8 @@ class LlamaCppBackend:
                 for seq, row in zip(live, rows):
                     logits = self._np.ctypeslib.as_array(self._llama.llama_get_logits_ith(self.ctx.ctx, row),
                                                          shape=(self.n_vocab,))
+                    if self.allowed is not None:
+                        logits = self._np.where(self.allowed, logits, -self._np.inf)
                     token = grammar[seq - 1].choose(logits) if self.grammar else int(logits.argmax())
                     if token in self.stop_ids:
                         continue

@@ -23,8 +23,10 @@ class TorchBackend:
             raise RouterUnavailable(f"device {device!r} requested but no CUDA GPU is available")
         try:
             from ..model import load_for_inference, stop_token_ids
+            from ..vocabulary import read_vocabulary
             model, tokenizer = load_for_inference(model_ref, device=device, dtype=dtype)
             stops = stop_token_ids(tokenizer)
+            vocabulary = read_vocabulary(model_ref)
         except (OSError, ValueError) as e:  # no weights, a broken run folder, an unreachable hub id
             raise RouterUnavailable(f"cannot load {model_ref}: {e}") from e
         self.messages_for = messages_for
@@ -37,7 +39,7 @@ class TorchBackend:
             constraint = AnswerConstraint(tokenizer, stops, registry)
         self.decoder = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=max_new_tokens,
                                      max_prompt_tokens=len(prefix) + 512, cuda_graphs=cuda_graphs,
-                                     compile=compile, constraint=constraint)
+                                     compile=compile, constraint=constraint, allowed_tokens=vocabulary)
 
     def control_tokens(self, text: str) -> set[str]:
         """The special tokens (e.g. ``<end_of_turn>``) the tokenizer would read in ``text``."""
