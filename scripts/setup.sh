@@ -40,6 +40,10 @@ if [ ! -f "$CONVERTER/convert_hf_to_gguf.py" ]; then
   rm -rf "$tmp"
 fi
 .venv/bin/pip install -q --no-deps -e .
+# The embedded default model, unpacked once from its GGUF into the folder transformers loads (about 1.5 min
+# on 2 cores, then cached in ~/.cache/toolforge): installing the model, not a step of every job.
+.venv/bin/python -c "from toolforge.model import resolve_model; resolve_model('embedded:gemma-3-270m')" >/dev/null 2>&1 \
+  || echo "setup: could not prepare the embedded model now; the first job will (python -m toolforge ... says why)"
 # A kernel named python3 inside the venv, so papermill and nbval run the notebooks with this environment.
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (toolforge)" >/dev/null
 echo "setup: ready (.venv/bin/python -m toolforge --help)"
