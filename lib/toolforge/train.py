@@ -73,10 +73,10 @@ def commit_run(staging: Path, run_dir: Path) -> None:
         target = run_dir / name
         if target.is_dir():
             shutil.rmtree(target)
-        if (staging / name).exists():
-            (staging / name).replace(target)
-        else:  # a file this run does not have: an earlier run's must not stay beside it
-            target.unlink(missing_ok=True)
+        if name == VOCABULARY_FILE and not (staging / name).exists():
+            target.unlink(missing_ok=True)  # this run has none (loss over every token): an earlier run's must go
+            continue
+        (staging / name).replace(target)
     shutil.rmtree(staging)
 
 
