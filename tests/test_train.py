@@ -357,6 +357,19 @@ def test_a_commit_stopped_midway_leaves_no_arm_settings_beside_another_adapter(t
         load_for_inference(run_dir, device="cpu")
 
 
+def test_a_run_without_a_vocabulary_removes_the_earlier_runs(tmp_path):
+    # a router must never decode over the token list of an earlier training of its folder
+    from toolforge.train import commit_run
+
+    run_dir, staging = tmp_path / "run", tmp_path / "run" / STAGING
+    (staging / "adapter").mkdir(parents=True)
+    (staging / "metrics.json").write_text("{}")
+    dump_yaml(ArmConfig(name="new"), staging / "arm.yaml")
+    (run_dir / "vocabulary.json").write_text('{"token_ids": [1, 2]}')
+    commit_run(staging, run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["adapter", "arm.yaml", "metrics.json"]
+
+
 def test_the_cpu_recipe_trains_and_its_validation_loss_is_the_loaded_models(tiny_model_dir, data_dir, tmp_path):
     # LoRA on the top layer only (the frozen one below runs once per example) and the softmax over the
     # data's tokens: the validation loss it reports (over the data's tokens, through the cached layer) is
