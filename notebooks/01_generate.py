@@ -34,7 +34,8 @@
 from IPython.display import Markdown, display
 
 from toolforge.config import config_from_namespace
-from toolforge.dataset import GenerateConfig, output_dir, run, sample_per_category, summary
+from toolforge.data.build import GenerateConfig, output_dir, run
+from toolforge.data.card import sample_per_category, summary
 from toolforge.paths import REPO_ROOT
 
 _before = set(globals())

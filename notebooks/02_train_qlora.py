@@ -33,11 +33,12 @@ import json
 
 from IPython.display import Image, display
 
-from toolforge.arm import ArmConfig
 from toolforge.config import config_from_namespace, to_dict
-from toolforge.export import export
-from toolforge.loss_curves import plot_loss_curves
-from toolforge.train import prepare
+from toolforge.run import RunDir
+from toolforge.train.arm import ArmConfig
+from toolforge.train.export import export
+from toolforge.train.job import prepare
+from toolforge.train.loss_curves import plot_loss_curves
 
 _before = set(globals())
 
@@ -126,7 +127,7 @@ print(json.dumps(summary, indent=1))
 # (`runs/<arm>/loss_curves.png`).
 
 # %%
-display(Image(filename=str(plot_loss_curves({arm.name: metrics}, arm.run_dir / "loss_curves.png"))))
+display(Image(filename=str(plot_loss_curves({arm.name: metrics}, RunDir(arm.run_dir).loss_curves))))
 
 # %% [markdown]
 # On a CPU the router answers through llama.cpp (about 0.2 s a query instead of seconds with torch):

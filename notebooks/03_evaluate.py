@@ -31,8 +31,9 @@
 from IPython.display import Image, Markdown, display
 
 from toolforge.config import config_from_namespace
-from toolforge.evaluate import EvalConfig, errors_markdown, evaluate, summary_table
-from toolforge.notebooks import repo_relative
+from toolforge.evaluate.job import EvalConfig, evaluate
+from toolforge.evaluate.report import errors_markdown, summary_table
+from toolforge.jobs.notebooks import repo_relative
 
 _before = set(globals())
 

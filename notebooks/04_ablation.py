@@ -29,10 +29,12 @@
 # so that a parameter papermill injects that this notebook does not know is an error.
 
 # %%
+from pathlib import Path
+
 from IPython.display import Image, Markdown, display
 
-from toolforge import ablation
 from toolforge.config import config_from_namespace
+from toolforge.jobs import ablation
 
 _before = set(globals())
 
@@ -46,6 +48,12 @@ arms = []                                   # arm YAMLs; when given they replace
 study_name = ""                             # empty: the name of the set; output runs/ablation/<name>/, W&B group
 execute = True                              # False: run nothing, only tabulate the arms' runs as they are
 runs_root = ""                              # empty: $TOOLFORGE_RUNS, else /kaggle/working/runs on Kaggle, else runs/
+out_dir = ""                                # empty: <runs root>/ablation/<study name>/ (the table and plots)
+retry_failed = False                        # run arms that failed before (FAILED.txt) again
+time_budget_s = 0.0                         # > 0: start no arm likely to end past this (time-limited machines)
+evaluate = {}                               # 03_evaluate parameters for every arm, over the set's
+restore = ""                                # a summary tar.gz of an earlier machine to unpack first (if it exists)
+summary_tar = ""                            # write each arm's arm.yaml, metrics, results and FAILED.txt here
 
 # %% [markdown]
 # Check the parameters (an unknown name or a wrong type fails here, naming it) and load the study.
@@ -53,9 +61,9 @@ runs_root = ""                              # empty: $TOOLFORGE_RUNS, else /kagg
 # Secrets) or `WANDB_MODE=online|offline`; otherwise nothing is sent anywhere.
 
 # %%
-params = config_from_namespace(ablation.AblationParameters, globals(), _before)
-study = ablation.load_study(ablation.resolve(params.arm_set), params.arms, params.study_name)
-out_dir = ablation.study_dir(study, params.runs_root or None)
+config = config_from_namespace(ablation.AblationConfig, globals(), _before)
+study = ablation.load_study(ablation.resolve(config.arm_set), config.arms, config.study_name)
+out_dir = Path(config.out_dir) if config.out_dir else ablation.study_dir(study, config.runs_root or None)
 print(f"study {study.name}: {len(study.arms)} arm(s); table and plots go to {out_dir}")
 
 # %% [markdown]
@@ -63,7 +71,7 @@ print(f"study {study.name}: {len(study.arms)} arm(s); table and plots go to {out
 # `runs/<arm>/notebooks/`), then aggregate every arm into `results.csv`, `results.md` and three plots.
 
 # %%
-rows = ablation.run_study(study, params.runs_root or None, execute=params.execute, out_dir=out_dir)
+rows = ablation.run_ablation(config)
 
 # %% [markdown]
 # The arms' recipes and states. These do not depend on timing or hardware, so nbval checks them.
@@ -79,7 +87,7 @@ for row in rows:
 # on each evaluation split; argument match, no-tool recall and chain match on the test split.
 
 # %%
-display(Markdown(ablation.markdown_table(rows)))
+display(Markdown(ablation.arm_table(rows)))
 
 # %% [markdown]
 # Tool accuracy per arm and split: the gap between `test` and `hard_test`/`human_eval` is how much an

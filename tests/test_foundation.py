@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from toolforge.arm import ArmConfig, load_arm
+from toolforge.train.arm import ArmConfig, load_arm
 from toolforge.config import ConfigError, config_from_namespace, from_dict
 from toolforge.examples import BadLine, read_examples
 from toolforge.prompt import AnswerParseError, build_messages, format_answer, parse_answer

@@ -8,10 +8,10 @@ from fakes.teacher_server import write_queries
 
 from toolforge import examples
 from toolforge.config import ConfigError, load_config
-from toolforge.dataset import main as generate_main
+from toolforge.data.build import main as generate_main
 from toolforge.examples import BadLine, iter_jsonl, read_examples, write_jsonl
-from toolforge.teacher import TeacherConfig
-from toolforge.teacher.cli import main as teacher_main
+from toolforge.data.teacher import TeacherConfig
+from toolforge.data.teacher.cli import main as teacher_main
 
 ROW = {"id": "x1", "query": "weather in paris", "tool_calls": [{"name": "weather", "arguments": {"location": "Paris"}}]}
 
@@ -88,15 +88,15 @@ def test_a_line_that_is_not_utf8_is_a_bad_line_with_file_and_line(tmp_path):
 def test_generate_reports_bad_input_without_a_traceback(tmp_path, capsys):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
-    assert generate_main(["--n", "0", "--out", str(tmp_path / "o"), "--teacher", "off"]) == 1
-    assert "n_examples: must be positive, got 0" in capsys.readouterr().out
-    assert generate_main(["--n", "50", "--out", str(a_file), "--teacher", "off"]) == 1
-    assert f"{a_file} is a file, not a folder" in capsys.readouterr().out
+    assert generate_main(["--n", "0", "--out", str(tmp_path / "o"), "--teacher", "off"]) == 2
+    assert "n_examples: must be positive, got 0" in capsys.readouterr().err
+    assert generate_main(["--n", "50", "--out", str(a_file), "--teacher", "off"]) == 2
+    assert f"{a_file} is a file, not a folder" in capsys.readouterr().err
     assert generate_main(["--n", "50", "--out", str(tmp_path / "o"), "--teacher", "off",
                           "--extra", str(tmp_path / "missing.jsonl")]) == 1
-    assert "missing.jsonl" in capsys.readouterr().out
-    assert generate_main(["--n", "50", "--out", str(tmp_path / "o"), "--teacher", "off", "--teacher-queries", "-1"]) == 1
-    assert "teacher_queries: must be 0 or more" in capsys.readouterr().out
+    assert "missing.jsonl" in capsys.readouterr().err
+    assert generate_main(["--n", "50", "--out", str(tmp_path / "o"), "--teacher", "off", "--teacher-queries", "-1"]) == 2
+    assert "teacher_queries: must be 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or leftovers(tmp_path / "o") == []
 
 
@@ -109,7 +109,7 @@ def test_generate_names_each_skipped_line_and_strict_stops_at_it(tmp_path, capsy
     assert f"skipped {extra}:2: not UTF-8 text" in out and f"skipped {extra}:3: unknown tool 'teleport'" in out
     assert generate_main(["--n", "100", "--out", str(tmp_path / "o2"), "--teacher", "off", "--strict",
                           "--extra", str(extra)]) == 1
-    assert f"{extra}:2: not UTF-8 text" in capsys.readouterr().out
+    assert f"{extra}:2: not UTF-8 text" in capsys.readouterr().err
 
 
 def test_generate_failing_midway_leaves_the_earlier_dataset_intact(tmp_path, monkeypatch, capsys):
@@ -119,7 +119,7 @@ def test_generate_failing_midway_leaves_the_earlier_dataset_intact(tmp_path, mon
     assert {"train.jsonl", "val.jsonl", "test.jsonl", "hard_test.jsonl", "DATA_CARD.md"} <= set(before)
     fail_the_third_fsync(monkeypatch)
     assert generate_main(["--n", "120", "--seed", "1", "--out", str(out), "--teacher", "off"]) == 1
-    assert "No space left on device" in capsys.readouterr().out
+    assert "No space left on device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert leftovers(out) == []
 

@@ -10,16 +10,16 @@ import sys
 
 # command -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("toolforge.dataset", "generate template data, merge sources and write the splits + data card"),
-    "teacher": ("toolforge.teacher.cli", "distil from a teacher model: 'teacher label' / 'teacher synth'"),
-    "train": ("toolforge.train", "fine-tune a router for one arm (LoRA on CPU, QLoRA on CUDA)"),
-    "merge": ("toolforge.merge", "merge a run's adapter into a standalone model (use: merge RUN_DIR OUT_DIR)"),
-    "route": ("toolforge.route_cli", "route queries with a model, heuristic or embedding router"),
-    "export": ("toolforge.export", "export a run as a GGUF file for llama.cpp (fast CPU routing)"),
-    "evaluate": ("toolforge.evaluate", "evaluate routers on the test, hard_test and human_eval splits"),
-    "ablation": ("toolforge.ablation", "run and aggregate a set of arms (02 then 03 per arm)"),
-    "pipeline": ("toolforge.pipeline", "the main job: 01_generate -> 02_train_qlora -> 03_evaluate via papermill"),
-    "publish": ("toolforge.kaggle", "stage data/ as a Kaggle Dataset and create/version it (--dry-run)"),
+    "generate": ("toolforge.data.build", "generate template data, merge sources and write the splits + data card"),
+    "teacher": ("toolforge.data.teacher.cli", "distil from a teacher model: 'teacher label' / 'teacher synth'"),
+    "train": ("toolforge.train.job", "fine-tune a router for one arm (LoRA on CPU, QLoRA on CUDA)"),
+    "merge": ("toolforge.train.merge", "merge a run's adapter into a standalone model (use: merge RUN_DIR OUT_DIR)"),
+    "route": ("toolforge.route.cli", "route queries with a model, heuristic or embedding router"),
+    "export": ("toolforge.train.export", "export a run as a GGUF file for llama.cpp (fast CPU routing)"),
+    "evaluate": ("toolforge.evaluate.job", "evaluate routers on the test, hard_test and human_eval splits"),
+    "ablation": ("toolforge.jobs.ablation", "run and aggregate a set of arms (02 then 03 per arm)"),
+    "pipeline": ("toolforge.jobs.pipeline", "the main job: 01_generate -> 02_train_qlora -> 03_evaluate via papermill"),
+    "publish": ("toolforge.data.publish", "stage data/ as a Kaggle Dataset and create/version it (--dry-run)"),
 }
 
 

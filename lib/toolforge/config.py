@@ -1,16 +1,23 @@
-"""Config dataclasses loaded from YAML, with unknown keys and wrong types rejected by name.
+"""Config dataclasses loaded from YAML or a command line, with unknown keys and wrong types rejected by name.
 
 The pattern (nanoGPT's, as dataclasses): defaults live in the dataclass, a YAML file or a dict
-overrides them, and anything the dataclass does not know is an error that names the key.
+overrides them, and anything the dataclass does not know is an error that names the key. Every
+command builds its options from its config the same way (trl's pattern): ``config_parser`` gives one
+option per field (``--max-examples``, also ``--max_examples``), its help from the field's comment,
+``args_to_values`` reads what was given, and a bad value is a ``ConfigError`` the command prints on
+stderr with exit status ``USAGE_ERROR``.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import inspect
 import math
+import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -171,3 +178,113 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def dump_yaml(obj: Any, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False), encoding="utf-8")
+
+
+# -- the command line of a config -------------------------------------------------------------------
+
+USAGE_ERROR = 2   # the exit status of a bad option or value, for every command (argparse's own)
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Each field's help: its ``metadata["help"]``, else the comment after it in the class's source (with
+    the comment lines that continue it), where a nanoGPT-style config documents its fields."""
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(cls) if "help" in f.metadata}
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return helps
+    current = None
+    for line in lines:
+        code, _, comment = line.partition("#")
+        stripped = code.strip()
+        if stripped and ":" in stripped and not stripped.startswith(("def ", "class ", "@", '"', "'")):
+            name = stripped.split(":", 1)[0].strip()
+            current = name if name.isidentifier() else None
+            if current and comment.strip() and current not in helps:
+                helps[current] = comment.strip()
+            elif current in helps and not comment.strip():
+                current = None
+        elif not stripped and comment.strip() and current in helps:
+            helps[current] += " " + comment.strip()
+        else:
+            current = None
+    return helps
+
+
+def _flags(name: str, aliases: Mapping[str, Sequence[str]]) -> list[str]:
+    flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+    return flags + [a for a in aliases.get(name, ()) if a not in flags]
+
+
+def _base_type(hint: Any) -> Any:
+    """``X | None`` -> X."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else Any
+    return hint
+
+
+def config_parser(cls: type, prog: str, description: str = "", *, aliases: Mapping[str, Sequence[str]] | None = None,
+                  exclude: Sequence[str] = (), parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one option per field of ``cls`` (an option not given keeps what the config
+    file or the dataclass says). Lists take several values or a comma-separated one; mappings take
+    ``KEY=VALUE``, repeatable; booleans ``true``/``false`` (the flag alone means true)."""
+    parser = parser or argparse.ArgumentParser(prog=prog, description=description)
+    hints, helps = typing.get_type_hints(cls), field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        hint = _base_type(hints[f.name])
+        kind = typing.get_origin(hint) or hint
+        options: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": helps.get(f.name, "")}
+        if kind is list:
+            options.update(nargs="*", action="extend", metavar="VALUE")
+        elif kind is dict:
+            options.update(action="append", metavar="KEY=VALUE")
+        elif kind is bool:
+            options.update(nargs="?", const="true", metavar="true|false")
+        parser.add_argument(*_flags(f.name, aliases or {}), **options)
+    return parser
+
+
+def _scalar(text: str, hint: Any) -> Any:
+    """A command-line value for a field: strings as written; other types read as YAML (8 -> int, true ->
+    bool, null -> None); what is wrong is ``from_dict``'s to say."""
+    if hint is str:
+        return text
+    try:
+        return yaml.safe_load(text) if text != "" else None
+    except yaml.YAMLError:
+        return text
+
+
+def args_to_values(cls: type, args: argparse.Namespace | Mapping[str, Any], option: str = "command line") -> dict[str, Any]:
+    """The fields given on a command line (``config_parser``'s namespace), as values for ``from_dict``."""
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in given:
+            continue
+        raw, hint = given[f.name], _base_type(hints[f.name])
+        kind = typing.get_origin(hint) or hint
+        if kind is list:
+            items = []
+            for text in raw:
+                if text.startswith("["):
+                    items += _scalar(text, Any) or []
+                else:
+                    items += [part.strip() for part in text.split(",") if part.strip()]
+            item_hint = (typing.get_args(hint) or (Any,))[0]
+            values[f.name] = [_scalar(i, item_hint) if isinstance(i, str) else i for i in items]
+        elif kind is dict:
+            values[f.name] = parse_key_values(raw, f"--{f.name.replace('_', '-')}")
+        else:
+            values[f.name] = _scalar(raw, hint)
+    return values
+
+
+def usage_error(prog: str, error: Exception | str) -> int:
+    """Say a bad option or value on stderr, once, and return USAGE_ERROR."""
+    print(f"{prog}: {error}", file=sys.stderr)
+    return USAGE_ERROR

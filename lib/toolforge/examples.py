@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, TypeVar
 
-from .registry import Registry, load_registry
+from toolforge.registry import Registry, load_registry
 
 SOURCES = ("template", "teacher", "human")
 NO_TOOL, CHAIN = "no_tool", "chain"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {"gemma-3-270m"}
+EMBEDDED_MODEL = "embedded:gemma-3-270m"   # the offline default base model
 # Gemma 3 ends a turn with <end_of_turn> (106); <eos> (1) also ends generation.
 GEMMA_STOP_TOKEN_IDS = (1, 106)
 # End-of-turn tokens of the chat templates we meet (Gemma, ChatML/Qwen, Llama 3, Phi); eos is always added.
@@ -175,6 +176,13 @@ def stop_token_ids(tokenizer) -> list[int]:
     return sorted(ids)
 
 
+def gpu_count() -> int:
+    """CUDA GPUs here (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def default_device() -> str:
     import torch
 
@@ -228,15 +236,6 @@ def load_base_model(ref: str | Path, quantization: str = "auto", device: str | N
     return model, tokenizer
 
 
-def _run_base(run_dir: Path) -> str:
-    import yaml
-
-    arm = yaml.safe_load((run_dir / "arm.yaml").read_text(encoding="utf-8")) if (run_dir / "arm.yaml").exists() else {}
-    if not isinstance(arm, dict) or not arm.get("model"):
-        raise ValueError(f"{run_dir / 'arm.yaml'}: missing, or has no 'model' naming the base of the adapter")
-    return arm["model"]
-
-
 def load_for_inference(ref: str | Path, device: str | None = None, dtype=None):
     """``(model, tokenizer)`` ready to generate, in eval mode, with a chat template and its stop ids set
     as the generation config's eos.
@@ -245,6 +244,8 @@ def load_for_inference(ref: str | Path, device: str | None = None, dtype=None):
     merged for speed), a merged or any local model folder, a Hugging Face id, or ``embedded:gemma-3-270m``.
     """
     from transformers import AutoModelForCausalLM
+
+    from toolforge.run import RunDir
 
     device = device or default_device()
     dtype = dtype or compute_dtype(device)
@@ -255,7 +256,7 @@ def load_for_inference(ref: str | Path, device: str | None = None, dtype=None):
     if (local / "adapter" / "adapter_config.json").exists():
         from peft import PeftModel
 
-        base, _ = load_base_model(_run_base(local), quantization="none", device=device, dtype=dtype)
+        base, _ = load_base_model(RunDir(local).base_model(), quantization="none", device=device, dtype=dtype)
         model = PeftModel.from_pretrained(base, local / "adapter").merge_and_unload()
         tokenizer = load_tokenizer(local / "adapter", model.config.model_type)
     elif local.exists() or is_embedded(ref_str):

@@ -6,6 +6,9 @@ from pathlib import Path
 
 # The repository root (lib/toolforge/paths.py -> ../..); data/, runs/, configs/ live under it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The main job's arm: configs/arms/<DEFAULT_ARM>.yaml, trained into runs/<DEFAULT_ARM>/, served by a Router
+# given no model.
+DEFAULT_ARM = "gemma270m-cpu-demo"
 KAGGLE_SLUG = "toolforge-router-data"
 KAGGLE_INPUT = Path("/kaggle/input")
 

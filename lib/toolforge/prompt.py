@@ -14,13 +14,15 @@ import json
 import re
 from typing import Any
 
-from .registry import Registry, load_registry
+from toolforge.registry import Registry, load_registry
 
 NO_TOOL_ANSWER = "none"
 # The most calls one answer may hold: the longest chains asked for are triples; the answer grammar
-# (toolforge.grammar) and the routers hold answers to it.
+# (toolforge.route.grammar) and the routers hold answers to it.
 MAX_CALLS = 3
 PROMPT_STYLES = ("tools", "bare")
+# The two ways a text fails to be an answer (AnswerParseError.kind; toolforge.route.result lists every failure)
+INVALID_JSON, BAD_FORMAT = "invalid_json", "bad_format"
 
 _SYSTEM_HEAD = "You are a tool router. Decide which tools answer the user's message."
 _SYSTEM_RULES = ("Reply with one line per tool call, in the order to run them: the tool name, a space, "
@@ -83,7 +85,7 @@ def parse_answer(text: str) -> list[dict[str, Any]]:
     if text == NO_TOOL_ANSWER:
         return []
     if not text:
-        raise AnswerParseError("bad_format", "empty answer")
+        raise AnswerParseError(BAD_FORMAT, "empty answer")
     calls = []
     for line in text.splitlines():
         line = line.strip()
@@ -92,13 +94,13 @@ def parse_answer(text: str) -> list[dict[str, Any]]:
         m = _LINE.match(line)
         if not m:
             if "{" in line:
-                raise AnswerParseError("invalid_json", f"cannot read a call from {line[:80]!r}")
-            raise AnswerParseError("bad_format", f"not a tool call line: {line[:80]!r}")
+                raise AnswerParseError(INVALID_JSON, f"cannot read a call from {line[:80]!r}")
+            raise AnswerParseError(BAD_FORMAT, f"not a tool call line: {line[:80]!r}")
         try:
             args = json.loads(m.group(2))
         except json.JSONDecodeError as e:
-            raise AnswerParseError("invalid_json", f"arguments of {m.group(1)} are not JSON: {e.msg}") from None
+            raise AnswerParseError(INVALID_JSON, f"arguments of {m.group(1)} are not JSON: {e.msg}") from None
         if not isinstance(args, dict):
-            raise AnswerParseError("invalid_json", f"arguments of {m.group(1)} are not a JSON object")
+            raise AnswerParseError(INVALID_JSON, f"arguments of {m.group(1)} are not a JSON object")
         calls.append({"name": m.group(1), "arguments": args})
     return calls

@@ -1,0 +1,425 @@
+"""The template generator: offline, byte-deterministic for a seed, breadth by composition.
+
+An example is composed, not listed: an **intent family** (what the user wants, with its own frames
+and calls) x a **register** (how it is said: a question, a command, an indirect request, voice,
+keywords, several sentences with context, polite, rude, non-native English, another language) x
+**slot values** (``slots.FRAMES`` and the pools) x **surface noise** (``noise.add_noise``).
+
+Template files in this folder hold the families: one ``<tool>.yaml`` per registry tool, plus
+``no_tool.yaml`` and ``chains.yaml``. A family names its frame, the calls it labels (argument values
+may use ``{slot}``), optional tags (``hard_negative``, ``policy``), ``confuses`` (a hard negative: the
+tool whose words it uses although it needs another tool or none) and its phrasings by *form*:
+
+- ``ask``: a question, ``do``: a command, ``kw``: keywords only, ``say``: a statement or a message of
+  two parts said as is ("I'm flying to {place} tomorrow, what's the weather there"); no final
+  punctuation in any;
+- ``context``: a sentence that sets the scene, for the multi-sentence register;
+- ``foreign``: the request in another language (only where the tool allows it).
+
+``registers.yaml`` says which form each register wraps and how. Chains are composed too: every
+ordered pair of distinct tools, same-tool repeats and triples, each part a family's ``ask``/``do``
+phrasing, joined by one of the connectors of ``chains.yaml`` (which also holds the chains written as
+one request, such as parts that refer back: "and what time is it there").
+
+Adding a tool is adding its registry entry and its ``<tool>.yaml``; ``load_templates`` refuses a
+registry tool without templates.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm import tqdm
+
+from toolforge.examples import CHAIN, NO_TOOL, Example
+from toolforge.registry import Registry, load_registry
+from toolforge.data.templates.noise import VERBATIM_SLOTS, Segment, add_noise, normalize
+from toolforge.data.templates.pools import TEMPLATE_DIR, Pools, load_pools, pick
+from toolforge.data.templates.slots import FRAMES
+import toolforge.data.templates.arithmetic  # noqa: F401  (registers the calculator's frames in FRAMES)
+
+DEFAULT_N = 10000
+# Shares of the whole set; the tools split the rest evenly.
+NO_TOOL_SHARE, CHAIN_SHARE = 0.16, 0.26
+# Within chains: how often a chain is written as one request (chains.yaml families) and how often a
+# composed chain has three calls; the rest are composed pairs (distinct tools, then same-tool repeats).
+WRITTEN_CHAIN_SHARE, TRIPLE_SHARE = 0.25, 0.2
+FORMS = ("ask", "do", "kw", "say", "context", "foreign")
+# The forms a chain part may take, and how often: keyword parts ("paris weather + 5 km in miles") are rarer.
+CLAUSE_FORMS = {"ask": 0.45, "do": 0.4, "kw": 0.15}
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+@dataclass
+class Family:
+    id: str                               # "<file>.<name>", e.g. "weather.forecast"
+    category: str                         # tool name, "no_tool" or "chain"
+    frames: tuple[str, ...]               # slots.FRAMES that draw its values (later ones win a shared key)
+    calls: list[tuple[str, dict[str, Any]]]
+    forms: dict[str, list[str]]           # form -> phrasings
+    tags: tuple[str, ...] = ()
+    confuses: str | None = None           # hard negatives: the tool whose words it mentions
+    pools: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def phrasing_count(self) -> int:
+        return sum(len(v) for k, v in self.forms.items() if k != "context")
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    form: str                             # the phrasing form it wraps
+    wrappers: tuple[str, ...]             # "{q}" = the phrasing, "{context}" = a context sentence
+    voice: bool = False                   # spoken: lower case, no punctuation
+    drop_articles: bool = False           # non-native: "the" sometimes left out
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class TemplateSet:
+    by_category: dict[str, list[Family]]
+    registers: dict[str, Register]
+    contexts: list[str]                   # scene-setting sentences for families without their own
+    connectors: dict[int, list[str]]
+
+    @property
+    def families(self) -> list[Family]:
+        return [f for fams in self.by_category.values() for f in fams]
+
+    def registers_for(self, family: Family) -> list[Register]:
+        return [r for r in self.registers.values() if family.forms.get(r.form)]
+
+    def phrasing_counts(self) -> dict[str, int]:
+        return {cat: sum(f.phrasing_count for f in fams) for cat, fams in self.by_category.items()}
+
+    def family_counts(self) -> dict[str, int]:
+        return {cat: len(fams) for cat, fams in self.by_category.items()}
+
+
+def _phrasings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: phrasings must be a list of strings, got {value!r}")
+    return [v.strip() for v in value]
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path.name}: not valid YAML (quote a phrasing that starts with '{{' or holds ', '): {e}")
+
+
+def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Family], dict]:
+    raw = _read_yaml(path)
+    local_pools = raw.get("pools") or {}
+    families = []
+    for g, spec in enumerate(raw.get("families") or []):
+        name = spec.get("name") or f"{g}"
+        where = f"{path.name}: family {name!r}"
+        unknown = set(spec) - {"name", "frame", "calls", "tags", "confuses", *FORMS}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; phrasing forms are {list(FORMS)}")
+        frames = spec.get("frame", "nothing")
+        frames = tuple([frames] if isinstance(frames, str) else frames)
+        for frame in frames:
+            if frame not in FRAMES:
+                raise ValueError(f"{where}: unknown frame {frame!r}; known: {sorted(FRAMES)}")
+        calls = []
+        for call in spec.get("calls") or []:
+            if not isinstance(call, dict) or len(call) != 1:
+                raise ValueError(f"{where}: each call is one {{tool: {{arguments}}}} mapping, got {call!r}")
+            (tool, args), = call.items()
+            if tool not in registry:
+                raise ValueError(f"{where}: unknown tool {tool!r}")
+            calls.append((tool, dict(args or {})))
+        confuses = spec.get("confuses")
+        if confuses is not None and confuses not in registry:
+            raise ValueError(f"{where}: confuses {confuses!r} is not a registry tool")
+        forms = {form: _phrasings(spec[form], f"{where}.{form}") for form in FORMS if spec.get(form)}
+        if not any(forms.get(f) for f in FORMS if f != "context"):
+            raise ValueError(f"{where}: no phrasings (give {', '.join(f for f in FORMS if f != 'context')})")
+        families.append(Family(id=f"{path.stem}.{name}", category=category, frames=frames, calls=calls, forms=forms,
+                               tags=tuple(spec.get("tags") or ()), confuses=confuses, pools=local_pools))
+    if len({f.id for f in families}) != len(families):
+        raise ValueError(f"{path.name}: two families share a name")
+    return families, raw
+
+
+def load_registers(template_dir: Path = TEMPLATE_DIR) -> tuple[dict[str, Register], list[str]]:
+    raw = _read_yaml(template_dir / "registers.yaml")
+    registers = {}
+    for name, spec in raw["registers"].items():
+        if spec["form"] not in FORMS:
+            raise ValueError(f"registers.yaml: {name}: unknown form {spec['form']!r}")
+        registers[name] = Register(name, spec["form"], tuple(spec["wrappers"]), bool(spec.get("voice")),
+                                   bool(spec.get("drop_articles")), tuple(spec.get("tags") or ()))
+    return registers, list(raw["contexts"])
+
+
+def load_templates(registry: Registry | None = None, template_dir: Path = TEMPLATE_DIR) -> TemplateSet:
+    """Every family, by category (the registry's tools in order, then no_tool and chain)."""
+    registry = registry or load_registry()
+    by_category: dict[str, list[Family]] = {}
+    for tool in registry.names:
+        path = template_dir / f"{tool}.yaml"
+        if not path.exists():
+            raise FileNotFoundError(f"tool {tool!r} has no templates: add {path}")
+        by_category[tool], _ = _load_file(path, tool, registry)
+    by_category[NO_TOOL], _ = _load_file(template_dir / "no_tool.yaml", NO_TOOL, registry)
+    by_category[CHAIN], raw = _load_file(template_dir / "chains.yaml", CHAIN, registry)
+    connectors = {int(k): list(v) for k, v in (raw.get("connectors") or {}).items()}
+    registers, contexts = load_registers(template_dir)
+    return TemplateSet(by_category, registers, contexts, connectors)
+
+
+# -- rendering ------------------------------------------------------------------------------------------------
+
+def _free_pool(key: str, family: Family, pools: Pools) -> list[Any]:
+    if key in family.pools:
+        return family.pools[key]
+    if key == "place":
+        return pools.places
+    if key == "word":
+        return pools.words
+    if isinstance(pools.misc.get(key), (list, dict)):
+        return pools.misc[key]
+    raise KeyError(f"family {family.id}: no value for slot {{{key}}}; "
+                   f"give its frame that key or add a pool named {key!r}")
+
+
+def slots_of(text: str, calls: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    in_calls = [m for _, args in calls for v in args.values() if isinstance(v, str) for m in _SLOT.findall(v)]
+    return list(dict.fromkeys(_SLOT.findall(text) + in_calls))
+
+
+def draw_values(rng: random.Random, family: Family, text: str, pools: Pools) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for frame in family.frames:
+        values.update(FRAMES[frame](rng, pools))
+    for key in slots_of(text, family.calls):
+        if key not in values:
+            values[key] = pick(rng, _free_pool(key, family, pools))
+    return values
+
+
+def to_segments(text: str, values: dict[str, Any]) -> list[Segment]:
+    parts = _SLOT.split(text)
+    segments: list[Segment] = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            segments.append((str(values[part]), part))
+        elif part:
+            segments.append((part, None))
+    return segments
+
+
+def render_calls(calls: list[tuple[str, dict[str, Any]]], values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fill the call arguments; an argument that is exactly one slot keeps the slot's type (numbers)."""
+    def fill(spec: Any) -> Any:
+        if not isinstance(spec, str):
+            return spec
+        whole = _SLOT.fullmatch(spec)
+        if whole:
+            return values[whole.group(1)]
+        return _SLOT.sub(lambda m: str(values[m.group(1)]), spec)
+    return [{"name": tool, "arguments": {k: fill(v) for k, v in args.items()}} for tool, args in calls]
+
+
+@dataclass
+class Draft:
+    segments: list[Segment]
+    calls: list[dict[str, Any]]
+    template: str                          # family id and phrasing, e.g. "weather.forecast.ask3"
+    family: str
+    register: str
+    tags: list[str]
+
+
+_PUNCT = re.compile(r"[?!.,;:]")
+_ARTICLE = re.compile(r"\b(?:the|a) ", re.IGNORECASE)
+
+
+def _spoken(rng: random.Random, segments: list[Segment], register: Register) -> list[Segment]:
+    """Voice: lower case and no punctuation; non-native: some articles left out (literal words only)."""
+    out = []
+    for text, slot in segments:
+        if slot is None and register.voice:
+            text = _PUNCT.sub("", text.lower())
+        if slot is None and register.drop_articles:
+            text = _ARTICLE.sub(lambda m: "" if rng.random() < 0.5 else m.group(0), text)
+        elif slot is not None and slot not in VERBATIM_SLOTS and register.voice:
+            text = text.lower()
+        out.append((text, slot))
+    return out
+
+
+def render(rng: random.Random, family: Family, register: Register, pools: Pools,
+           contexts: list[str] = ()) -> Draft:
+    """One query of ``family`` said in ``register``."""
+    options = family.forms[register.form]
+    k = rng.randrange(len(options))
+    wrapper = rng.choice(register.wrappers)
+    text = wrapper.replace("{q}", options[k])
+    if "{context}" in text:
+        text = text.replace("{context}", rng.choice(family.forms.get("context") or list(contexts)))
+    values = draw_values(rng, family, text, pools)
+    segments = _spoken(rng, to_segments(text, values), register)
+    tags = list(family.tags) + list(register.tags)
+    return Draft(segments, render_calls(family.calls, values), f"{family.id}.{register.form}{k}", family.id,
+                 register.name, tags)
+
+
+def _as_clause(segments: list[Segment], first: bool) -> list[Segment]:
+    """A query as part of a longer one: no final '?' or '.', lower-case start after the first."""
+    segments = list(segments)
+    text, slot = segments[-1]
+    if slot is None:
+        segments[-1] = (text.rstrip(" ?.!"), None)
+    text, slot = segments[0]
+    if not first and slot is None:
+        segments[0] = (text[:1].lower() + text[1:], None)
+    return [s for s in segments if s[0]]
+
+
+_CLAUSE = {form: Register(f"clause_{form}", form, ("{q}",)) for form in CLAUSE_FORMS}
+
+
+def chain_parts(templates: TemplateSet, tool: str) -> list[Family]:
+    """The families of ``tool`` that can be said as a clause of a longer request."""
+    return [f for f in templates.by_category[tool] if any(f.forms.get(x) for x in CLAUSE_FORMS)]
+
+
+def compose_chain(rng: random.Random, templates: TemplateSet, pools: Pools, tools: tuple[str, ...]) -> Draft:
+    """A chain of one clause per tool (in run order), joined by a connector; the connector numbers
+    the calls in run order, so "{2}, but before that {1}" names the second call first."""
+    parts = []
+    for tool in tools:
+        family = rng.choice(chain_parts(templates, tool))
+        forms = [x for x in CLAUSE_FORMS if family.forms.get(x)]
+        form = rng.choices(forms, weights=[CLAUSE_FORMS[x] for x in forms])[0]
+        parts.append(render(rng, family, _CLAUSE[form], pools))
+    k = rng.randrange(len(templates.connectors[len(tools)]))
+    connector = templates.connectors[len(tools)][k]
+    segments: list[Segment] = []
+    for i, piece in enumerate(re.split(r"\{(\d)\}", connector)):
+        if i % 2:
+            segments += _as_clause(parts[int(piece) - 1].segments, first=not segments)
+        elif piece:
+            segments.append((piece, None))
+    calls = [c for part in parts for c in part.calls]
+    tags = sorted({t for part in parts for t in part.tags})
+    return Draft(segments, calls, f"chain{len(tools)}.c{k}:" + "+".join(p.template for p in parts),
+                 "+".join(p.family for p in parts), f"connector{len(tools)}.{k}", tags)
+
+
+# -- generation -----------------------------------------------------------------------------------------------
+
+def quotas(n: int, categories: list[str]) -> dict[str, int]:
+    """How many examples each category gets: fixed shares for no_tool and chain, the rest even."""
+    tools = [c for c in categories if c not in (NO_TOOL, CHAIN)]
+    out = {NO_TOOL: round(n * NO_TOOL_SHARE), CHAIN: round(n * CHAIN_SHARE)}
+    rest = n - out[NO_TOOL] - out[CHAIN]
+    for i, tool in enumerate(tools):
+        out[tool] = rest // len(tools) + (1 if i < rest % len(tools) else 0)
+    return {c: out[c] for c in categories}
+
+
+def chain_plan(rng: random.Random, tools: list[str]) -> list[tuple[str, ...]]:
+    """One round of composed chains: every ordered pair of distinct tools, every same-tool repeat,
+    and as many seeded triples (no tool three times) as make TRIPLE_SHARE of the round."""
+    pairs = list(itertools.permutations(tools, 2)) + [(t, t) for t in tools]
+    triples = [t for t in itertools.product(tools, repeat=3) if len(set(t)) > 1]
+    n_triples = round(len(pairs) * TRIPLE_SHARE / (1 - TRIPLE_SHARE))
+    plan = pairs + rng.sample(triples, n_triples)
+    rng.shuffle(plan)
+    return plan
+
+
+class _Cycle:
+    """Deterministic even use: items in a seeded order, reshuffled each time round."""
+
+    def __init__(self, rng: random.Random, items: list[Any]):
+        self.rng, self.items, self.queue = rng, list(items), []
+
+    def next(self) -> Any:
+        if not self.queue:
+            self.queue = list(self.items)
+            self.rng.shuffle(self.queue)
+        return self.queue.pop()
+
+
+class _Drafter:
+    """Draws the next draft of a category so that families, registers and chain plans are used evenly."""
+
+    def __init__(self, rng: random.Random, templates: TemplateSet, pools: Pools):
+        self.rng, self.templates, self.pools = rng, templates, pools
+        self.families = {c: _Cycle(rng, fams) for c, fams in templates.by_category.items() if fams}
+        self.registers = {f.id: _Cycle(rng, templates.registers_for(f)) for f in templates.families}
+        tools = [c for c in templates.by_category if c not in (NO_TOOL, CHAIN)]
+        self.plans = _Cycle(rng, [tuple(p) for p in chain_plan(rng, tools)])
+        self.composed = 0
+
+    def draft(self, category: str) -> Draft:
+        if category == CHAIN and self.rng.random() >= WRITTEN_CHAIN_SHARE:
+            return compose_chain(self.rng, self.templates, self.pools, self.plans.next())
+        family = self.families[category].next()
+        return render(self.rng, family, self.registers[family.id].next(), self.pools, self.templates.contexts)
+
+
+def _to_example(rng: random.Random, draft: Draft) -> Example:
+    foreign = "non_english" in draft.tags
+    segments, noise = add_noise(rng, draft.segments, allow_typos=not foreign)
+    query = " ".join("".join(text for text, _ in segments).split())
+    tags = list(draft.tags)
+    if "typos_heavy" in noise:
+        tags.append("typos")
+    if len(draft.calls) >= 3:
+        tags.append("chain3")
+    meta: dict[str, Any] = {"template": draft.template, "family": draft.family, "register": draft.register}
+    if noise:
+        meta["noise"] = noise
+    if tags:
+        meta["tags"] = sorted(set(tags))
+    return Example(id="", query=query, tool_calls=draft.calls, source="template", meta=meta)
+
+
+def generate(n: int = DEFAULT_N, seed: int = 0, registry: Registry | None = None,
+             progress: bool = True, template_dir: Path = TEMPLATE_DIR) -> list[Example]:
+    """``n`` template examples with distinct near-duplicate keys, identical for the same seed.
+
+    Each category cycles through its families, each family through its registers and chains through
+    their plan (every ordered pair of tools, repeats, triples), so every one is used about equally; a
+    draw whose normalised query was already made is redrawn (a few times, then skipped, the shortfall
+    passing to the next category).
+    """
+    registry = registry or load_registry()
+    templates, pools = load_templates(registry, template_dir), load_pools()
+    rng = random.Random(seed)
+    drafter = _Drafter(rng, templates, pools)
+    seen: set[str] = set()
+    made: list[Example] = []
+    shortfall = 0
+    bar = tqdm(total=n, desc="templates", unit="ex", disable=not progress)
+    for category, quota in quotas(n, list(templates.by_category)).items():
+        want, got, tries = quota + shortfall, 0, 0
+        while got < want and tries < want * 8:
+            tries += 1
+            example = _to_example(rng, drafter.draft(category))
+            key = normalize(example.query)
+            if key not in seen:
+                seen.add(key)
+                made.append(example)
+                got += 1
+                bar.update()
+        shortfall = want - got
+    bar.close()
+    rng.shuffle(made)
+    for i, example in enumerate(made):
+        example.id = f"tpl-{i:05d}"
+    return made

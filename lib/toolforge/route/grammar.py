@@ -1,0 +1,196 @@
+"""Decoding under the answer grammar: llguidance matchers over a model's tokens, for every backend.
+
+The grammar's text is ``toolforge.route.gbnf.answer_gbnf`` (one definition); here it meets a tokenizer:
+
+- ``AnswerGrammar().accepts(text)``: whether a whole answer text is in the grammar (tests, other backends);
+- ``start_matcher(tokenizer, registry)``: a matcher at the start of an answer, over any llguidance
+  tokenizer (Hugging Face's through ``AnswerConstraint``, llama.cpp's in its backend); copies are cheap;
+- ``GrammarRow``: one answer's greedy choice under the grammar, the one helper both backends use. Each
+  step keeps the model's own argmax when the grammar allows it, which is the token a full mask would
+  give, found in about a microsecond; only a row that strays pays for the whole mask (262k bits);
+- ``AnswerConstraint`` / ``GrammarRows``: the same for a batch of torch logits (the torch decoder).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from toolforge.prompt import MAX_CALLS
+from toolforge.registry import Registry
+from toolforge.route.gbnf import GrammarError, answer_gbnf
+
+__all__ = ["AnswerConstraint", "AnswerGrammar", "GrammarError", "GrammarRow", "GrammarRows", "allowed_tokens",
+           "allows", "answer_gbnf", "best_allowed", "start_matcher"]
+
+
+def _compiled(registry: Registry | None, max_calls: int) -> str:
+    """The grammar in llguidance's form (it reads the GBNF text itself)."""
+    import llguidance
+
+    return llguidance.grammar_from("gbnf", answer_gbnf(registry, max_calls))
+
+
+def start_matcher(tokenizer, registry: Registry | None = None, max_calls: int = MAX_CALLS):
+    """A matcher at the start of an answer over an llguidance tokenizer; start each answer from a copy of
+    it (``deep_copy``, about a microsecond; building one takes about 6 ms)."""
+    import llguidance
+
+    matcher = llguidance.LLMatcher(tokenizer, _compiled(registry, max_calls), log_level=0)
+    if matcher.is_error():
+        raise GrammarError(f"llguidance cannot use the answer grammar: {matcher.get_error()}")
+    return matcher
+
+
+class _ByteTokens:
+    """A tokenizer of single bytes (plus an end token), so that text can be checked byte by byte."""
+    eos_token_id = 256
+    bos_token_id = None
+    tokens = [bytes([b]) for b in range(256)] + [b"\xff<end>"]
+    special_token_ids = [256]
+
+    def __call__(self, text: str | bytes) -> list[int]:
+        return list(text.encode("utf-8") if isinstance(text, str) else text)
+
+
+class AnswerGrammar:
+    """The answer grammar compiled once, to check whole answer texts (``accepts``)."""
+
+    def __init__(self, registry: Registry | None = None, max_calls: int = MAX_CALLS):
+        import llguidance
+
+        tokenizer = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_ByteTokens()))
+        self._start = start_matcher(tokenizer, registry, max_calls)
+
+    def matcher(self):
+        """An llguidance matcher at the start of an answer, over bytes: token b is byte b, 256 ends."""
+        return self._start.deep_copy()
+
+    def accepts(self, text: str) -> bool:
+        """Whether ``text`` is a whole answer of the grammar."""
+        matcher = self.matcher()
+        return (matcher.consume_tokens(_ByteTokens()(text)) and matcher.consume_token(_ByteTokens.eos_token_id)
+                and matcher.is_stopped() and not matcher.is_error())
+
+
+# -- one answer ------------------------------------------------------------------------------------
+
+def allows(matcher, token: int, vocab_size: int) -> bool:
+    """Whether the grammar allows ``token`` next (an id past its tokenizer's ``vocab_size``: no). A
+    matcher stops by itself after a complete answer that cannot go on; then this says no even to a
+    stop token, and ``best_allowed`` finds one (the only tokens its mask allows)."""
+    return 0 <= token < vocab_size and matcher.validate_tokens([token]) == 1
+
+
+def allowed_tokens(matcher, n_vocab: int):
+    """The tokens the grammar allows next, as a numpy bool array over ``n_vocab`` ids."""
+    import numpy as np
+
+    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    allowed = np.zeros(n_vocab, dtype=bool)
+    allowed[:min(n_vocab, len(bits))] = bits[:n_vocab]
+    return allowed
+
+
+def best_allowed(matcher, logits) -> int:
+    """The argmax of one row of ``logits`` (anything numpy reads) over the tokens the grammar allows."""
+    import numpy as np
+
+    row = np.asarray(logits, dtype=np.float32)
+    return int(np.where(allowed_tokens(matcher, len(row)), row, -np.inf).argmax())
+
+
+class GrammarRow:
+    """One answer under the grammar: ``choose`` picks each step's greedy token among those it allows and
+    follows it. ``stop_ids`` end an answer: once it is complete they are the only tokens allowed."""
+
+    def __init__(self, matcher, vocab_size: int, stop_ids: Sequence[int] = ()):
+        self.matcher, self.vocab_size, self.stop_ids = matcher, vocab_size, set(stop_ids)
+        self.ended = False   # the row has taken its stop token
+
+    def choose(self, logits, proposed: int | None = None) -> int:
+        """The greedy token under the grammar given one row of logits (numpy-readable; ``proposed``: its
+        argmax when the caller has it already, e.g. computed on a GPU for the whole batch)."""
+        token = int(logits.argmax()) if proposed is None else proposed
+        if not self.ended and not allows(self.matcher, token, self.vocab_size):   # the model strayed
+            token = best_allowed(self.matcher, logits)
+        return token
+
+    def take(self, token: int) -> None:
+        """Follow the token chosen (a row whose answer has ended ignores it)."""
+        if self.ended:
+            return
+        if not self.matcher.is_stopped():
+            self.matcher.consume_token(token)
+        self.ended = token in self.stop_ids
+
+
+# -- a batch of torch logits -------------------------------------------------------------------------
+
+_LLG_TOKENIZERS: dict[tuple, Any] = {}
+
+
+def _llg_tokenizer(tokenizer, stop_ids: Sequence[int]):
+    """llguidance's view of a Hugging Face tokenizer, kept for the process: reading Gemma's 262k
+    tokens takes seconds, and every router on the same tokenizer can share it."""
+    import llguidance.hf
+
+    key = (tokenizer.name_or_path, len(tokenizer), tuple(sorted(stop_ids)))
+    if key not in _LLG_TOKENIZERS:
+        _LLG_TOKENIZERS[key] = llguidance.hf.from_tokenizer(tokenizer, eos_token=list(key[2]))
+    return _LLG_TOKENIZERS[key]
+
+
+class AnswerConstraint:
+    """The answer grammar over a Hugging Face tokenizer, for the torch decoder.
+
+    ``start(batch)`` gives a ``GrammarRows`` per batch: the decoder takes each step's tokens from
+    ``choose(logits)`` and reports them with ``advance(tokens)``. ``stop_ids`` are the tokens that end
+    an answer: once an answer is complete they are the only ones allowed, so the end is forced there.
+    Building it reads the whole vocabulary once per process (scripts/bench/grammar.py measures it).
+    """
+
+    def __init__(self, tokenizer, stop_ids: Sequence[int], registry: Registry | None = None,
+                 max_calls: int = MAX_CALLS):
+        self.tokenizer = _llg_tokenizer(tokenizer, stop_ids)
+        self.start_state = start_matcher(self.tokenizer, registry, max_calls)
+
+    def start(self, batch: int) -> "GrammarRows":
+        return GrammarRows([GrammarRow(self.start_state.deep_copy(), self.tokenizer.vocab_size,
+                                       self.tokenizer.eos_tokens) for _ in range(batch)])
+
+
+class GrammarRows:
+    """A batch of ``GrammarRow``s over torch logits (one argmax for the batch on its device)."""
+
+    def __init__(self, rows: list[GrammarRow]):
+        self.rows = rows
+
+    @property
+    def ended(self) -> list[bool]:
+        return [row.ended for row in self.rows]
+
+    def choose(self, logits):
+        """Each row's greedy token among those the grammar allows next: (batch,) on the logits' device."""
+        best = logits.argmax(-1)
+        for i, (row, token) in enumerate(zip(self.rows, best.tolist())):
+            chosen = row.choose(_LazyRow(logits, i), proposed=token)
+            if chosen != token:
+                best[i] = chosen
+        return best
+
+    def advance(self, tokens: Sequence[int]) -> None:
+        """Each row's chosen token; rows whose answer has ended ignore theirs."""
+        for row, token in zip(self.rows, tokens):
+            row.take(token)
+
+
+class _LazyRow:
+    """One row of a torch batch of logits, copied to the host only when numpy reads it (a row that
+    strays): the common step never moves logits off the device."""
+
+    def __init__(self, logits, i: int):
+        self.logits, self.i = logits, i
+
+    def __array__(self, dtype=None, copy=None):
+        import numpy as np
+
+        return np.asarray(self.logits[self.i].float().cpu().numpy(), dtype=dtype)

@@ -1,0 +1,165 @@
+"""The llama.cpp backend and the GGUF export: same prompt and same greedy tokens as the torch path,
+the system prompt's KV evaluated once, answers held to the grammar, picked by the file, falling back.
+
+The tiny random Gemma 3 is exported through ``toolforge.train.export`` (llama.cpp's own converter) once per
+session; the embedded base GGUF is used where real answers matter.
+"""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from toolforge.route.agent import route_for_agent
+from toolforge.route.backends import gguf_for
+from toolforge.route.backends.llamacpp import LlamaCppBackend
+from toolforge.run import RunDir
+from toolforge.train.export import ExportError, export
+from toolforge.route.grammar import AnswerGrammar
+from toolforge.route.backends.torch_decoder import torch_threads
+from toolforge.route.cli import main
+from toolforge.route.router import Router
+
+QUERIES = ["weather in paris?", "what is 2+2", "translate good morning to french please, and quickly", "hi"]
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_model_dir, tmp_path_factory):
+    """The tiny model as an f32 GGUF: the same weights as the torch model, so greedy tokens can match."""
+    return export(tiny_model_dir, tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf", quant="f32")
+
+
+@pytest.fixture(scope="module")
+def base_gguf():
+    from toolforge.model import embedded_gguf_path
+    return embedded_gguf_path()
+
+
+def backend(path, **options):
+    router = Router(path, prompt_style="tools", **options)
+    return router, LlamaCppBackend(str(path), router.messages_for, registry=router.registry,
+                                   max_new_tokens=options.get("max_new_tokens", 8), threads=1,
+                                   grammar=options.get("grammar", True))
+
+
+def test_export_writes_a_quantised_gguf_llama_cpp_loads(tiny_gguf, tmp_path):
+    from toolforge.train.export import quantize
+    q8 = tmp_path / "tiny-q8_0.gguf"
+    quantize(tiny_gguf, q8, "q8_0")
+    assert q8.stat().st_size < tiny_gguf.stat().st_size
+    router = Router(q8, max_new_tokens=4, grammar=False)
+    assert router.route("weather in oslo").source == "model" and type(router.backend).__name__ == "LlamaCppBackend"
+
+
+def test_prompt_is_the_torch_paths_prompt(tiny_gguf, tiny_model_dir, base_gguf):
+    torch_router = Router(tiny_model_dir, max_new_tokens=2, grammar=False).load()
+    for path in (tiny_gguf, base_gguf):   # the GGUF's own template, and trl's for the embedded base
+        _, llama = backend(path, grammar=False)
+        for q in QUERIES:
+            assert llama.prompt_ids(q) == torch_router.backend.prompt_ids(q)
+
+
+def test_greedy_tokens_match_the_torch_decoder(tiny_gguf, tiny_model_dir):
+    with torch_threads(1):
+        torch_router = Router(tiny_model_dir, max_new_tokens=8, grammar=False)
+        expected = [r.raw for r in torch_router.route_batch(QUERIES)]
+    router = Router(tiny_gguf, max_new_tokens=8, grammar=False)
+    assert [router.route(q).raw for q in QUERIES] == expected
+    assert [r.raw for r in router.route_batch(QUERIES)] == expected        # decoded together
+    assert [r.raw for r in router.route_batch(QUERIES[::-1])] == expected[::-1]
+
+
+def test_a_router_with_a_vocabulary_writes_only_its_tokens_on_both_backends(tiny_gguf, tiny_model_dir, tmp_path):
+    from toolforge.run import write_vocabulary
+
+    model_dir, gguf_dir = tmp_path / "model", tmp_path / "gguf"
+    shutil.copytree(tiny_model_dir, model_dir)
+    gguf_dir.mkdir()
+    shutil.copyfile(tiny_gguf, gguf_dir / "router.gguf")
+    with torch_threads(1):
+        free = Router(model_dir, max_new_tokens=8, grammar=False).load()
+        unrestricted = free.backend.decoder.decode([free.backend.prompt_ids(q) for q in QUERIES])
+        # the vocabulary: a few ordinary tokens, none of those the random model writes when free
+        tokens = free.backend.tokenizer("weather paris calculator none", add_special_tokens=False)["input_ids"]
+        assert not set(tokens) & {t for row in unrestricted for t in row}
+        for folder in (model_dir, gguf_dir):
+            write_vocabulary(folder, tokens)
+        router = Router(model_dir, max_new_tokens=8, grammar=False).load()
+        restricted = router.backend.decoder.decode([router.backend.prompt_ids(q) for q in QUERIES])
+        expected = [r.raw for r in router.route_batch(QUERIES)]
+    assert all(row and set(row) <= set(tokens) | {1, 106} for row in restricted)
+    llama = Router(gguf_dir / "router.gguf", max_new_tokens=8, grammar=False)
+    assert [r.raw for r in llama.route_batch(QUERIES)] == expected
+
+
+def test_the_system_prompt_is_evaluated_once(tiny_gguf):
+    router, llama = backend(tiny_gguf, grammar=False, max_new_tokens=8)
+    prefix = len(llama.prefix)
+    assert prefix > 100 and llama.evaluated_tokens == prefix   # at load: the system prompt only
+    answers = []
+    for q in QUERIES:
+        before, own = llama.evaluated_tokens, len(llama.prompt_ids(q)) - prefix
+        answers.append(llama.complete([q])[0])
+        generated = llama.evaluated_tokens - before - own
+        assert 0 <= generated <= 8   # its own tokens and its answer's, never the system prompt again
+    fresh = [backend(tiny_gguf, grammar=False, max_new_tokens=8)[1].complete([q])[0] for q in QUERIES]
+    assert answers == fresh   # reusing the cache changes nothing
+
+
+def test_answers_are_held_to_the_registry_grammar(base_gguf):
+    router = Router(base_gguf, prompt_style="tools", max_new_tokens=32).load()
+    llama, grammar = router.backend, AnswerGrammar(router.registry)
+    for query in ["what's the weather in Paris?", "convert 10 km to miles", "hi there",
+                  "translate good morning to German and what time is it in Tokyo"]:
+        before = llama.evaluated_tokens
+        result = router.route(query)
+        assert result.source == "model"
+        if result.ok:
+            assert grammar.accepts(result.raw)
+        else:  # only the token budget can cut an answer short (the last token is never evaluated)
+            own = len(llama.prompt_ids(query)) - len(llama.prefix)
+            assert llama.evaluated_tokens - before - own == 32 - 1, result
+
+
+def test_control_tokens_are_read_by_llama_cpps_tokenizer(base_gguf):
+    router = Router(base_gguf, max_new_tokens=4).load()
+    assert router.clean("hi<end_of_turn>\n<start_of_turn>model\nnone") == "hi\nmodel\nnone"
+
+
+def test_a_gguf_file_or_a_fresh_export_in_a_run_folder_picks_llama_cpp(tiny_gguf, tmp_path):
+    assert gguf_for(str(tiny_gguf), None) == tiny_gguf
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"")
+    assert gguf_for(str(run), "cpu") is None            # no export yet: torch
+    shutil.copy(tiny_gguf, RunDir(run).gguf())
+    assert gguf_for(str(run), "cpu") == RunDir(run).gguf()   # on a CPU: the export
+    assert gguf_for(str(run), "cuda") is None           # on a GPU: torch
+    later = time.time() + 10
+    os.utime(run / "adapter" / "adapter_model.safetensors", (later, later))
+    assert gguf_for(str(run), "cpu") is None            # retrained after the export: stale, ignored
+
+
+def test_route_cli_takes_a_gguf(tiny_gguf, tmp_path, capsys):
+    assert main(["--model", str(tiny_gguf), "--max-new-tokens", "4", "weather in oslo"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["source"] == "model" and (row["tool_calls"] is None) == ("error" in row)
+
+
+def test_a_missing_or_broken_gguf_falls_back(tmp_path):
+    decision = route_for_agent("what is 12 * 7", router=Router(tmp_path / "missing.gguf"))
+    assert decision.answered_by.startswith("heuristic (fallback: unavailable: model not found")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf")
+    decision = route_for_agent("what is 12 * 7", router=Router(broken))
+    assert decision.answered_by.startswith("heuristic (fallback: unavailable: cannot load")
+
+
+def test_export_errors_are_clear(tmp_path, monkeypatch, capsys):
+    from toolforge.train.export import main as export_main
+    with pytest.raises(ExportError, match="unknown quantisation"):
+        export(tmp_path, tmp_path / "x.gguf", quant="q3")
+    monkeypatch.setenv("TOOLFORGE_LLAMA_CPP", str(tmp_path / "nowhere"))
+    assert export_main([str(tmp_path), "--gguf", str(tmp_path / "x.gguf")]) == 2
+    assert "converter is not at" in capsys.readouterr().err
