@@ -65,9 +65,17 @@ def format_answer(tool_calls: list[dict[str, Any]], registry: Registry | None = 
 
 
 def _in_registry_order(call: dict[str, Any], registry: Registry) -> dict[str, Any]:
-    order = registry[call["name"]].argument_names if call["name"] in registry else []
-    rank = {key: i for i, key in enumerate(order)}
-    return {k: call["arguments"][k] for k in sorted(call["arguments"], key=lambda k: rank.get(k, len(order)))}
+    schema = registry[call["name"]].parameters if call["name"] in registry else {}
+    return _in_schema_order(call["arguments"], schema)
+
+
+def _in_schema_order(value: Any, schema: dict[str, Any]) -> Any:
+    """An object's keys in its schema's property order (nested objects too): the order the grammar accepts."""
+    if not isinstance(value, dict):
+        return value
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    rank = {key: i for i, key in enumerate(props)}
+    return {k: _in_schema_order(value[k], props.get(k, {})) for k in sorted(value, key=lambda k: rank.get(k, len(rank)))}
 
 
 class AnswerParseError(ValueError):
