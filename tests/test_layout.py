@@ -47,7 +47,7 @@ def imports(path: Path, known: set[str]) -> set[str]:
         else:
             continue
         found |= {name for name in names if name in known}
-    return found
+    return found - {"toolforge"}   # the package itself holds only lazy names (toolforge.Router ...)
 
 
 GRAPH = {name: imports(path, set(modules())) - {name} for name, path in modules().items()}

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("toolforge.evaluate.job", "evaluate routers on the test, hard_test and human_eval splits"),
     "ablation": ("toolforge.jobs.ablation", "run and aggregate a set of arms (02 then 03 per arm)"),
     "pipeline": ("toolforge.jobs.pipeline", "the main job: 01_generate -> 02_train_qlora -> 03_evaluate via papermill"),
+    "tools": ("toolforge.jobs.tools", "bring your own tools: 'tools import FILE.json' (-> a registry), 'tools scaffold DIR'"),
     "publish": ("toolforge.data.publish", "stage data/ as a Kaggle Dataset and create/version it (--dry-run)"),
 }
 
