@@ -2,7 +2,9 @@
 
 The tools are data (``tools.yaml`` beside this file, or any YAML of the same shape); this module
 loads them, validates tool calls against them, and exports them to OpenAI-style ``tools`` JSON and
-to Gemini ``FunctionDeclaration``s.
+to Gemini ``FunctionDeclaration``s. Beyond JSON Schema's types, an argument may name one of the formats
+of ``toolforge.formats`` (``public-url``, ``arithmetic``), which the check enforces; a registry's
+``url_allowlist`` admits intranet hosts to ``public-url``.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
+
+from toolforge.formats import FORMATS, check_allowlist, checkers
 
 DEFAULT_REGISTRY_PATH = Path(__file__).with_name("tools.yaml")
 
@@ -43,10 +47,18 @@ class Tool:
 class Registry:
     tools: dict[str, Tool]
     outcomes: dict[str, str] = field(default_factory=dict)
+    # Hosts a public-url argument may name although they are not public: names, "*.suffix"es and
+    # networks ("wiki.corp.example", "*.corp.example", "10.0.0.0/8"); dataclasses.replace makes a copy with others.
+    url_allowlist: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.url_allowlist = check_allowlist(self.url_allowlist, "registry")
+        checker = FormatChecker(formats=())
+        for name, check in checkers(self.url_allowlist).items():
+            checker.checks(name, raises=ValueError)(_raising(check))
         # One compiled validator per tool, so validating thousands of calls stays cheap.
-        self._validators = {n: Draft202012Validator(t.parameters) for n, t in self.tools.items()}
+        self._validators = {n: Draft202012Validator(t.parameters, format_checker=checker)
+                            for n, t in self.tools.items()}
 
     @property
     def names(self) -> list[str]:
@@ -78,7 +90,7 @@ class Registry:
         if errors:
             e = errors[0]
             where = ".".join(str(p) for p in e.path) or "arguments"
-            return f"{name}: {where}: {e.message}"
+            return f"{name}: {where}: {e.cause or e.message}"   # a format's own reason, where it gave one
         return None
 
     def check_calls(self, calls: Any) -> str | None:
@@ -134,9 +146,20 @@ class InvalidToolCall(ValueError):
     pass
 
 
-# Keys Gemini's function-declaration schema does not accept (conditional and closed-object rules);
+def _raising(check):
+    """A format check (value -> why not, or None) as jsonschema's checkers want it: raise the reason."""
+    def checker(value: Any) -> bool:
+        reason = check(value)
+        if reason:
+            raise ValueError(reason)
+        return True
+    return checker
+
+
+# Keys Gemini's function-declaration schema does not accept (conditional and closed-object rules, and
+# formats other than its own);
 # they stay enforced locally by ``Registry.check_call`` on whatever comes back.
-_GEMINI_UNSUPPORTED = {"allOf", "anyOf", "oneOf", "if", "then", "else", "additionalProperties", "$schema"}
+_GEMINI_UNSUPPORTED = {"allOf", "anyOf", "oneOf", "if", "then", "else", "additionalProperties", "$schema", "format"}
 
 
 def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -163,8 +186,16 @@ def _parse_registry(raw: Any, source: str) -> Registry:
         if entry["name"] in tools:
             raise ValueError(f"{source}: tool {entry['name']!r} is defined twice")
         Draft202012Validator.check_schema(entry["parameters"])
+        for key, schema in entry["parameters"].get("properties", {}).items():
+            if isinstance(schema, dict) and "format" in schema and schema["format"] not in FORMATS:
+                raise ValueError(f"{source}: {entry['name']}.{key}: format {schema['format']!r} is not one this "
+                                 f"registry enforces ({', '.join(FORMATS)})")
         tools[entry["name"]] = Tool(**entry)
-    return Registry(tools=tools, outcomes=dict(raw.get("outcomes") or {}))
+    unknown = set(raw) - {"tools", "outcomes", "url_allowlist"}
+    if unknown:
+        raise ValueError(f"{source}: unknown top-level keys {sorted(unknown)}")
+    return Registry(tools=tools, outcomes=dict(raw.get("outcomes") or {}),
+                    url_allowlist=check_allowlist(raw.get("url_allowlist"), source))
 
 
 @lru_cache(maxsize=8)

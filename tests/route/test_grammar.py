@@ -57,7 +57,10 @@ VALUES = {
     "dictionary.word": ["a", "serendipity", "ice cream", 'qu"ote', "naïve", "x\\y", "\u0007"],
     "translate.to_lang": ["fr", "zh"],
     "unit_converter.value": [0, 1, -3, 2.5, -0.001, 1e-05, 6.02e23, 100.0],
-    "web_reader.url": ["ab.c", "a.bc", "https://example.com/a?b=1&c=%22", "x.y.z", 'q"uote.com', "日本.jp"],
+    "web_reader.url": ["http://ab.cd", "https://a.bc", "https://example.com/a?b=1&c=%22", "https://x.y.z/",
+                       'https://q.uote.com/"q"', "https://example.com:8080/日本?q=🙂#top", "http://a-b.c0.xn--p1ai/"],
+    "calculator.expression": ["1", "0.15 * 80", "sqrt(144)", "(79 + 102) / 5", "-2 ** -0.5", "round(2.5, 1) % 3",
+                              "max(1, e, pi) // 2", "log(8,2)", "1e-05 + 6.02E+23", "abs(-(sin(1) - cos(tan(exp(0)))))"],
 }
 
 
@@ -125,9 +128,18 @@ INVALID = {
     "time past 23:59": 'datetime {"action":"convert","timezone":"Madrid","to_timezone":"Chicago","time":"24:00"}',
     "dictionary: three words": 'dictionary {"word":"ice cream cone"}',
     "dictionary: leading space": 'dictionary {"word":" ice"}',
-    "url without a dot": 'web_reader {"url":"localhost"}',
-    "url shorter than minLength": 'web_reader {"url":"a.b"}',
-    "url with a space": 'web_reader {"url":"exa mple.com"}',
+    "url without a scheme": 'web_reader {"url":"example.com"}',
+    "url with another scheme": 'web_reader {"url":"file:///etc/passwd.bak"}',
+    "url to localhost": 'web_reader {"url":"http://localhost/"}',
+    "url to an IP address": 'web_reader {"url":"http://169.254.169.254/latest/meta-data"}',
+    "url to a decimal IP address": 'web_reader {"url":"http://2130706433/"}',
+    "url to an IPv6 address": 'web_reader {"url":"http://[::1]/"}',
+    "url with credentials": 'web_reader {"url":"http://user:pw@example.com/"}',
+    "url with a space": 'web_reader {"url":"https://exa mple.com"}',
+    "code as an expression": 'calculator {"expression":"__import__(\'os\').system(\'id\')"}',
+    "a name in an expression": 'calculator {"expression":"x + 1"}',
+    "an unfinished expression": 'calculator {"expression":"2 *"}',
+    "a function with too few arguments": 'calculator {"expression":"min(1)"}',
     "empty string": 'weather {"location":""}',
     "extra key": 'weather {"location":"Paris","units":"C"}',
     "invalid JSON": 'weather {"location":"Paris"',
@@ -258,8 +270,8 @@ def pieces(tiny):
 
 def preferences(pieces: list[str], stops, seed: int, chains: bool):
     """A seeded bias over the vocabulary that gives the random model its own taste: random tools and
-    characters, but it closes a string or an object as soon as the grammar lets it (tokens that
-    start with '"', then ',' or '}'), and ends the answer when it may (or, with ``chains``, starts
+    characters, but it closes a string, a group or an object as soon as the grammar lets it (tokens that
+    start with '"', then ')', ',' or '}'), and ends the answer when it may (or, with ``chains``, starts
     another call), so that answers end within the token budget."""
     import torch
 
@@ -267,6 +279,9 @@ def preferences(pieces: list[str], stops, seed: int, chains: bool):
     bias = torch.randn(len(pieces), generator=torch.Generator().manual_seed(seed)) * 2
     bias[[i for i, c in enumerate(starts) if c in ",}"]] += 40
     bias[[i for i, c in enumerate(starts) if c == "."]] += 50   # (a URL needs a dot before it may close)
+    # (an expression nests: the constant e ends an operand and ')' closes a group, or a walk could nest forever)
+    bias[[i for i, p in enumerate(pieces) if p == "e"]] += 30
+    bias[[i for i, c in enumerate(starts) if c == ")"]] += 45
     bias[[i for i, c in enumerate(starts) if c == '"']] += 60
     bias[list(stops)] += 80
     if chains:

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from toolforge.prompt import MAX_CALLS, NO_TOOL_ANSWER
 from toolforge.registry import Registry, Tool, load_registry
+from toolforge.route.gbnf_formats import format_body, url_forbidden
 
 
 class GrammarError(ValueError):
@@ -135,7 +136,7 @@ def _repeat(lo: int, hi: int | None) -> str:
 
 # -- the builder ---------------------------------------------------------------------------------
 
-_VALUE_KEYS = {"type", "enum", "const", "minLength", "maxLength", "pattern", "description", "title",
+_VALUE_KEYS = {"type", "enum", "const", "minLength", "maxLength", "pattern", "format", "description", "title",
                "default", "examples"}
 _OBJECT_KEYS = {"type", "properties", "required", "additionalProperties", "allOf", "description", "title"}
 _SCALARS = {"integer": '"-"? ("0" | [1-9] [0-9]*)',
@@ -187,6 +188,7 @@ class _Builder:
     def __init__(self) -> None:
         self.rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
+        self.url_allowlist: tuple[str, ...] = ()
 
     def rule(self, hint: str, body: str) -> str:
         body = _tidy(body)
@@ -201,6 +203,13 @@ class _Builder:
         self._by_body[body] = name
         return name
 
+    def recursive(self, hint: str, make) -> str:
+        """A rule whose body refers to itself: ``make(name)`` writes the body given the rule's name."""
+        name = self.rule(hint, f"<{hint} being built>")
+        self.rules[name] = body = _tidy(make(name))
+        self._by_body[body] = name
+        return name
+
     def text(self) -> str:
         head = "# The tool router's answers, generated from the tool registry by toolforge.route.grammar.answer_gbnf\n"
         return head + "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
@@ -210,6 +219,7 @@ class _Builder:
         if max_calls < 1:
             raise GrammarError(f"max_calls must be at least 1, got {max_calls}")
         self.rules["root"] = ""  # first in the text; its body is known at the end
+        self.url_allowlist = registry.url_allowlist
         call = self.rule("call", " | ".join(self.tool(t) for t in registry.tools.values()))
         more = f' ("\\n" {call}){_repeat(0, max_calls - 1)}' if max_calls > 1 else ""
         self.rules["root"] = f"{_literal(NO_TOOL_ANSWER)} | {call}{more}"
@@ -241,6 +251,8 @@ class _Builder:
             return self.rule(f"{tool}-{key}", " | ".join(_literal(_json(v)) for v in choices))
         kind = schema.get("type")
         if kind == "string":
+            if "format" in schema:
+                return self.format(schema, where)
             if "pattern" in schema:
                 return self.rule(f"{tool}-{key}", self.string(schema, where))
             return self.rule("string", self.string(schema, where))
@@ -249,6 +261,16 @@ class _Builder:
         raise GrammarError(f"{where}: type {kind!r} is not supported by the answer grammar")
 
     # -- strings -------------------------------------------------------------------------------
+    def format(self, schema: dict[str, Any], where: str) -> str:
+        """A string of one of ``toolforge.formats``' formats (``gbnf_formats`` says how much of it)."""
+        others = set(schema) & {"minLength", "maxLength", "pattern"}
+        url_char = self.char(_Chars(url_forbidden(), negated=True), hint="url-char")
+        body = None if others else format_body(schema["format"], self, url_char, self.url_allowlist)
+        if body is None:
+            raise GrammarError(f"{where}: format {schema['format']!r}{' with ' + str(sorted(others)) if others else ''} "
+                               "cannot be expressed by the answer grammar")
+        return self.rule(f"{schema['format']}-string", f'"\\"" {_seq(body)} "\\""')
+
     def string(self, schema: dict[str, Any], where: str) -> str:
         lo, hi = schema.get("minLength", 0), schema.get("maxLength")
         if "pattern" in schema:
@@ -257,7 +279,7 @@ class _Builder:
             body = self.char(_ANY) + _repeat(lo, hi)
         return f'"\\"" {_seq(body)} "\\""'
 
-    def char(self, chars: _Chars) -> str:
+    def char(self, chars: _Chars, hint: str | None = None) -> str:
         """One character of ``chars`` as json.dumps writes it inside a string."""
         if chars.negated:
             alts = [_class(chars.ranges + _NEVER_RAW, True)]
@@ -271,7 +293,7 @@ class _Builder:
             alts += [_literal(_json(chr(cp))[1:-1]) for cp in _CONTROLS if cp in chars]
         if not alts:
             raise GrammarError("a pattern matches no character that a string can hold")
-        hint = "non-space-char" if chars == _Chars(_SPACE, True) else "char"
+        hint = hint or ("non-space-char" if chars == _Chars(_SPACE, True) else "char")
         return alts[0] if len(alts) == 1 else self.rule(hint, " | ".join(alts))
 
     def pattern(self, pattern: str, min_length: int, max_length: int | None, where: str) -> str:
