@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("toolforge.train.job", "fine-tune a router for one arm (LoRA on CPU, QLoRA on CUDA)"),
     "merge": ("toolforge.train.merge", "merge a run's adapter into a standalone model (use: merge RUN_DIR OUT_DIR)"),
     "route": ("toolforge.route.cli", "route queries with a model, heuristic or embedding router"),
+    "serve": ("toolforge.route.serve", "serve the router as an OpenAI-compatible chat-completions endpoint"),
     "export": ("toolforge.train.export", "export a run as a GGUF file for llama.cpp (fast CPU routing)"),
     "evaluate": ("toolforge.evaluate.job", "evaluate routers on the test, hard_test and human_eval splits"),
     "ablation": ("toolforge.jobs.ablation", "run and aggregate a set of arms (02 then 03 per arm)"),

@@ -22,9 +22,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import FastAPI, Request   # at the top: FastAPI reads the handlers' annotations by name
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException
+
 from toolforge.config import ConfigError, args_to_values, config_parser, from_dict, usage_error
 from toolforge.route.openai_api import ApiError, ChatRequest, chunks, completion, parse_request
-from toolforge.route.result import NOT_ALLOWED, TIMEOUT, UNAVAILABLE, RouteResult
+from toolforge.route.result import ERROR, LOADING, NOT_ALLOWED, TIMEOUT, UNAVAILABLE, RouteResult
 
 log = logging.getLogger("toolforge.serve")
 MAX_BODY_BYTES = 1_000_000
@@ -58,15 +62,16 @@ class Service:
     def __init__(self, config: ServeConfig, router=None, fallback=None):
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
-        from toolforge.route.agent import fallback_for, loading
-        from toolforge.route.router import Router
+        from toolforge.route.agent import loading
+        from toolforge.route.router import Router, make_router
         from toolforge.route.work_queue import WorkQueue
 
         self.config = config
         self.router = router if router is not None else Router(config.model or None)
-        self.fallback = fallback if fallback is not None else fallback_for(self.router)
+        self.fallback = fallback if fallback is not None else make_router("heuristic")
         self.queue = WorkQueue(self.router, bound=config.max_pending, batch_size=config.batch_size)
-        self.load = loading(self.router)
+        self.loading = loading
+        loading(self.router)   # start loading now; a failed load is tried again after a back-off
         self.model_name = os.path.basename(os.path.normpath(getattr(self.router, "model_ref", self.router.name)))
         self.ignored_said: set[str] = set()
         self.metrics = CollectorRegistry()
@@ -83,9 +88,10 @@ class Service:
         return self.router.registry.names
 
     def state(self) -> str:
-        if not self.load.done():
+        load = self.loading(self.router)
+        if not load.done():
             return "loading"
-        return "failed" if self.load.exception() is not None else "ready"
+        return "failed" if load.exception() is not None else "ready"
 
     def say_ignored(self, request: ChatRequest) -> None:
         new = [name for name in request.ignored if name not in self.ignored_said]
@@ -103,12 +109,11 @@ class Service:
             first = _failed(self.router.name, f"not trained on {request.unknown_tools}", NOT_ALLOWED)
         else:
             first = await self._model(request, start)
-        if first.ok and first.tool_calls is not None and (why := request.spec.allows(first.tool_calls)):
-            first = _failed(self.router.name, why, NOT_ALLOWED)
+        first = _within(request.spec, first)
         if first.ok:
             return first, {"answered_by": self.router.name, "latency_ms": _ms(start)}
         second = await asyncio.to_thread(self._fall_back, request, first)
-        self.fallbacks.labels(first.error_kind or "error").inc()
+        self.fallbacks.labels(first.error_kind or ERROR).inc()
         return second, {"answered_by": second.source, "latency_ms": _ms(start),
                         "fallback_reason": f"{first.error_kind}: {first.error}"}
 
@@ -116,12 +121,13 @@ class Service:
         from toolforge.route.work_queue import QueueFull
 
         left = self.config.timeout_s - (time.perf_counter() - start)
-        if not self.load.done():
-            return _failed(self.router.name, "the model is still loading", "loading")
-        if self.load.exception() is not None:
-            return _failed(self.router.name, str(self.load.exception()), UNAVAILABLE)
+        load = self.loading(self.router)
+        if not load.done():
+            return _failed(self.router.name, "the model is still loading", LOADING)
+        if load.exception() is not None:
+            return _failed(self.router.name, str(load.exception()), UNAVAILABLE)
         try:
-            future = self.queue.submit(request.query, deadline=time.monotonic() + left, spec=request.spec)
+            future = self.queue.submit(request.query, deadline=time.monotonic() + left)
         except QueueFull:
             raise ApiError(503, f"{self.queue.pending()} requests are waiting for the model; retry shortly",
                            code="queue_full", kind="server_error") from None
@@ -131,17 +137,26 @@ class Service:
             future.cancel()   # never started if it has not been: no work outlives its caller
             return _failed(self.router.name, f"no answer within {self.config.timeout_s:g} s", TIMEOUT)
         except Exception as e:  # a failure of the model is a reason to fall back, never to fail the agent
-            return _failed(self.router.name, f"{type(e).__name__}: {e}", "error")
+            return _failed(self.router.name, f"{type(e).__name__}: {e}", ERROR)
 
     def _fall_back(self, request: ChatRequest, first: RouteResult) -> RouteResult:
         from toolforge.route.agent import fall_back
 
-        second = fall_back(request.query, first, self.fallback)
-        if second.ok and (why := request.spec.allows(second.tool_calls)):
-            return RouteResult([], second.latency_ms, f"none (the fallback's answer is not allowed: {why})")
+        second = _within(request.spec, fall_back(request.query, first, self.fallback))
         if not second.ok:
             return RouteResult([], second.latency_ms, f"none (fallback failed: {second.error})")
         return second
+
+
+def _within(spec, result: RouteResult) -> RouteResult:
+    """``result`` cut to what the request allows (``AnswerSpec.project``); a failure when too little is left."""
+    if not result.ok:
+        return result
+    kept = spec.project(result.tool_calls)
+    if kept is None:
+        return RouteResult(None, result.latency_ms, result.source, spec.allows(result.tool_calls), NOT_ALLOWED, result.raw)
+    result.tool_calls = kept
+    return result
 
 
 def _failed(who: str, error: str, kind: str) -> RouteResult:
@@ -154,10 +169,6 @@ def _ms(start: float) -> float:
 
 def create_app(config: ServeConfig, router=None, fallback=None):
     """The FastAPI application (``router``/``fallback`` given: tests and embedding; else from ``config.model``)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-    from starlette.exceptions import HTTPException
-
     service = Service(config, router, fallback)
     api_key = config.api_key or os.environ.get("TOOLFORGE_API_KEY", "")
     app = FastAPI(title="ToolForge router", docs_url=None, redoc_url=None, openapi_url=None)
