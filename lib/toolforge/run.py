@@ -9,6 +9,8 @@ than spelling out a file name::
       metrics.json        loss histories, wall time, tokens/s, peak memory, device
       vocabulary.json     the tokens the router may write (arms with loss_vocabulary: data; route.vocabulary)
       router-<quant>.gguf the run exported for llama.cpp (train.export); used while newer than the adapter
+      router-<quant>.vocabulary.gguf  the same layers with an output layer of the vocabulary's tokens only,
+                          derived from it by the llama.cpp backend on first use (``vocabulary_gguf_path``)
       loss_curves.png     02's plot
       eval/               03's results.json, summary.md, plots, errors and predictions
       notebooks/          the executed notebooks of the jobs that made it
@@ -184,6 +186,13 @@ def vocabulary_path(model_ref: str | Path) -> Path | None:
     folder = ref.parent if ref.suffix.lower() == ".gguf" else ref
     path = folder / VOCABULARY_FILE
     return path if path.is_file() else None
+
+
+def vocabulary_gguf_path(gguf: str | Path) -> Path:
+    """Where the llama.cpp backend keeps a GGUF's derivative whose output layer is the vocabulary's tokens
+    only (``toolforge.route.backends.restricted_head``): beside it, ``<name>.vocabulary.gguf``."""
+    gguf = Path(gguf)
+    return gguf.with_name(gguf.stem + ".vocabulary.gguf")
 
 
 def write_vocabulary(folder: str | Path, token_ids: Sequence[int]) -> Path:

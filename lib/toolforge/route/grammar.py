@@ -7,7 +7,10 @@ The grammar's text is ``toolforge.route.gbnf.answer_gbnf`` (one definition); her
   tokenizer (Hugging Face's through ``AnswerConstraint``, llama.cpp's in its backend); copies are cheap;
 - ``GrammarRow``: one answer's greedy choice under the grammar, the one helper both backends use. Each
   step keeps the model's own argmax when the grammar allows it, which is the token a full mask would
-  give, found in about a microsecond; only a row that strays pays for the whole mask (262k bits);
+  give, found in about a microsecond; only a row that strays pays for the whole mask (262k bits). The
+  choice is over a candidate set (a router's vocabulary plus the query's tokens, or every token) and
+  never empty: where the grammar allows no candidate, its own tokens are the candidates. ``forced``
+  gives the tokens the grammar leaves no choice over (keys, quotes), which a backend evaluates in one step;
 - ``AnswerConstraint`` / ``GrammarRows``: the same for a batch of torch logits (the torch decoder).
 """
 from __future__ import annotations
@@ -90,12 +93,27 @@ def allowed_tokens(matcher, n_vocab: int):
     return allowed
 
 
-def best_allowed(matcher, logits) -> int:
-    """The argmax of one row of ``logits`` (anything numpy reads) over the tokens the grammar allows."""
+def best_allowed(matcher, logits, ids=None, logits_of=None, vocab_size: int | None = None) -> int:
+    """The greedy token the grammar allows given one row of ``logits`` (anything numpy reads) over the
+    candidate token ids ``ids`` (None: over every id, ``logits[i]`` being token i's): the best allowed
+    candidate; where the grammar allows none of them (a router's vocabulary can lack what the grammar
+    needs, e.g. the digits of ``15``), the best of the grammar's own tokens, whose logits
+    ``logits_of(token_ids)`` gives (without it: the first of them). Never a token the grammar refuses."""
     import numpy as np
 
     row = np.asarray(logits, dtype=np.float32)
-    return int(np.where(allowed_tokens(matcher, len(row)), row, -np.inf).argmax())
+    mask = allowed_tokens(matcher, vocab_size or len(row))
+    ok = (mask[:len(row)] if ids is None else mask[ids]) & np.isfinite(row)
+    if ok.any():
+        best = int(np.where(ok, row, -np.inf).argmax())
+        return best if ids is None else int(ids[best])
+    own = np.flatnonzero(mask)
+    if len(own) == 0:   # a matcher in error allows nothing: the row's own best
+        best = int(row.argmax())
+        return best if ids is None else int(ids[best])
+    if logits_of is None or len(own) == 1:
+        return int(own[0])
+    return int(own[int(np.asarray(logits_of(own), dtype=np.float32).argmax())])
 
 
 class GrammarRow:
@@ -106,13 +124,18 @@ class GrammarRow:
         self.matcher, self.vocab_size, self.stop_ids = matcher, vocab_size, set(stop_ids)
         self.ended = False   # the row has taken its stop token
 
-    def choose(self, logits, proposed: int | None = None) -> int:
-        """The greedy token under the grammar given one row of logits (numpy-readable; ``proposed``: its
-        argmax when the caller has it already, e.g. computed on a GPU for the whole batch)."""
-        token = int(logits.argmax()) if proposed is None else proposed
-        if not self.ended and not allows(self.matcher, token, self.vocab_size):   # the model strayed
-            token = best_allowed(self.matcher, logits)
-        return token
+    def choose(self, logits, proposed: int | None = None, ids=None, logits_of=None) -> int:
+        """The greedy token under the grammar given one row of logits (numpy-readable) over the candidate
+        ids ``ids`` (None: every id; ``proposed``: the row's best candidate when the caller has it already,
+        e.g. computed on a GPU for the whole batch). ``logits_of``: see ``best_allowed``."""
+        if proposed is None:
+            import numpy as np
+
+            best = int(np.asarray(logits).argmax())
+            proposed = best if ids is None else int(ids[best])
+        if self.ended or allows(self.matcher, proposed, self.vocab_size):
+            return proposed
+        return best_allowed(self.matcher, logits, ids, logits_of, self.vocab_size)   # the model strayed
 
     def take(self, token: int) -> None:
         """Follow the token chosen (a row whose answer has ended ignores it)."""
@@ -121,6 +144,26 @@ class GrammarRow:
         if not self.matcher.is_stopped():
             self.matcher.consume_token(token)
         self.ended = token in self.stop_ids
+
+    def forced(self, ids=None, limit: int = 1 << 30) -> list[int]:
+        """Take and return the tokens that greedy decoding must write next whatever the model says: while
+        the grammar leaves exactly one candidate (of ``ids``; where it allows none of them, exactly one of
+        its own), which is what ``choose`` would return for any logits. Checked only where llguidance
+        sees forced bytes (keys, quotes, braces), so that other steps pay nothing; at most ``limit``."""
+        import numpy as np
+
+        out: list[int] = []
+        while len(out) < limit and not self.ended and not self.matcher.is_stopped() \
+                and self.matcher.compute_ff_bytes():
+            mask = allowed_tokens(self.matcher, self.vocab_size)
+            tokens = np.flatnonzero(mask) if ids is None else np.asarray(ids)[mask[ids]]
+            if len(tokens) == 0:
+                tokens = np.flatnonzero(mask)
+            if len(tokens) != 1:
+                break
+            out.append(int(tokens[0]))
+            self.take(out[-1])
+        return out
 
 
 # -- a batch of torch logits -------------------------------------------------------------------------
@@ -170,12 +213,26 @@ class GrammarRows:
 
     def choose(self, logits):
         """Each row's greedy token among those the grammar allows next: (batch,) on the logits' device."""
+        return self.choose_tokens(logits)[0]
+
+    def choose_tokens(self, logits, ids=None, token_of=None, logits_of=None):
+        """Each row's greedy token among those the grammar allows next, over the logits' columns ``ids``
+        (None: column i is token i; ``token_of`` maps the argmax columns to token ids on the device;
+        ``logits_of(row, token_ids)``: any tokens' logits, see ``best_allowed``): the tokens as a (batch,)
+        tensor on the logits' device and as a list (one copy to the host a step)."""
         best = logits.argmax(-1)
-        for i, (row, token) in enumerate(zip(self.rows, best.tolist())):
-            chosen = row.choose(_LazyRow(logits, i), proposed=token)
+        tokens = best if token_of is None else token_of(best)
+        listed = tokens.tolist()
+        strayed = False
+        for i, (row, token) in enumerate(zip(self.rows, listed)):
+            of = None if logits_of is None else (lambda token_ids, i=i: logits_of(i, token_ids))
+            chosen = row.choose(_LazyRow(logits, i), proposed=token, ids=ids, logits_of=of)
             if chosen != token:
-                best[i] = chosen
-        return best
+                listed[i], strayed = chosen, True
+        if strayed:
+            import torch
+            tokens = torch.tensor(listed, dtype=tokens.dtype, device=tokens.device)
+        return tokens, listed
 
     def advance(self, tokens: Sequence[int]) -> None:
         """Each row's chosen token; rows whose answer has ended ignore theirs."""

@@ -1,7 +1,8 @@
 """The torch backend: transformers loads the model, ``toolforge.route.backends.torch_decoder.GreedyDecoder`` decodes.
 
 Works with any run folder, merged model, HF folder or id, and the embedded GGUF (dequantised by
-transformers). The shared system prompt's KV is prefilled once (the decoder's prefix).
+transformers). The shared system prompt's KV is prefilled once (the decoder's prefix). A router with a
+vocabulary writes its tokens and each query's own (``toolforge.route.vocabulary``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class TorchBackend:
             from toolforge.run import read_vocabulary
             model, tokenizer = load_for_inference(model_ref, device=device, dtype=dtype)
             stops = stop_token_ids(tokenizer)
-            vocabulary = read_vocabulary(model_ref)
+            config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+            vocabulary = read_vocabulary(model_ref, config.vocab_size)
         except (OSError, ValueError) as e:  # no weights, a broken run folder, an unreachable hub id
             raise RouterUnavailable(f"cannot load {model_ref}: {e}") from e
         self.messages_for = messages_for
@@ -56,5 +58,10 @@ class TorchBackend:
         # turn and the answer cue): rare, and better than failing the whole batch.
         limit, p = self.decoder.max_prompt_tokens, len(self.decoder.prefix_ids)
         prompts = [ids if len(ids) <= limit else ids[:p] + ids[-(limit - p):] for ids in prompts]
-        outputs = self.decoder.decode(prompts)
+        own = None
+        if self.decoder.vocabulary is not None:   # a query may copy its own words (toolforge.route.vocabulary)
+            from toolforge.route.vocabulary import query_token_ids
+            own = [query_token_ids(q, lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                   for q in queries]
+        outputs = self.decoder.decode(prompts, query_tokens=own)
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]

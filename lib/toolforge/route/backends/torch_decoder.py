@@ -13,6 +13,13 @@ query) dominate. This decoder:
 - on CUDA, captures the prefill and the decode step in CUDA graphs (``cuda_graphs=True``) that it
   replays, for a few fixed shapes: batches are padded to a power of two and the query part of a
   prefill to a multiple of WIDTH_BUCKET tokens, so a file of any size captures a handful of graphs;
+- computes logits only over the tokens a router may write (its vocabulary and each query's own tokens,
+  ``toolforge.route.vocabulary``): the decoder's step ends at the final hidden state, and the output
+  layer's rows of the batch's candidates multiply it (10,000 rows rather than 262,144); a router without a
+  vocabulary computes every logit;
+- keeps the grammar's per-row work off the GPU's critical path: each step's tokens are chosen (the
+  model's argmax, a full mask only for a row that strays), the next step is launched, and only then do
+  the rows' matchers follow the tokens, while the GPU computes;
 - compiles the model step with torch.compile only when asked (``compile=True`` or
   TOOLFORGE_COMPILE=1): it makes a one-at-a-time query several times faster on a GPU but costs about
   a minute per shape, which only a long-lived router (an agent's) pays back. It says so while it
@@ -36,6 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from toolforge.route.result import DEFAULT_MAX_NEW_TOKENS
@@ -77,7 +85,7 @@ class _State:
     """A batch after prefill: its cache and layout, the last logits, the next slot and positions."""
     cache: "SlotKVCache"
     layout: "_Layout"
-    logits: torch.Tensor     # (B, V)
+    hidden: torch.Tensor     # (B, H): the last position's final hidden state
     slot: int
     next_pos: torch.Tensor   # (B,)
 
@@ -116,12 +124,11 @@ class GreedyDecoder:
         # Constrained decoding (e.g. toolforge.route.grammar.AnswerConstraint): ``start(batch)`` gives rows
         # that choose each step's greedy tokens among those allowed next and follow the tokens taken.
         self.constraint = constraint
-        # The tokens the model may write (toolforge.route.vocabulary; None: all): the others' logits are -inf.
-        self.vocab_bias = None
-        allowed = allowed_ids(allowed_tokens, self.config.vocab_size, stop_token_ids)
-        if allowed is not None:
-            self.vocab_bias = torch.full((self.config.vocab_size,), float("-inf"), device=self.device)
-            self.vocab_bias[torch.tensor(allowed, device=self.device)] = 0.0
+        # The tokens the model may write (toolforge.route.vocabulary; None: all), plus each query's own
+        # (decode's ``query_tokens``): the output layer computes those rows only (``_Head``).
+        self.vocabulary = allowed_ids(allowed_tokens, self.config.vocab_size, stop_token_ids)
+        self.lm_head = model.get_output_embeddings()
+        self.softcap = getattr(self.config, "final_logit_softcapping", None)
         # torch.compile fuses the many small ops of a decoder layer (norms, rotary, masks): on a GPU the
         # launches of an eager step, not its arithmetic, are what a small model's step costs. But it
         # costs about a minute per new shape (75 s for the first batch of a `route --input` on an H200,
@@ -157,15 +164,38 @@ class GreedyDecoder:
 
     # -- decoding --------------------------------------------------------------------------------
     @torch.inference_mode()
-    def decode(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | None = None) -> list[list[int]]:
-        """New token ids for each prompt (greedy), each ending at its first stop token if any."""
+    def decode(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | None = None,
+               query_tokens: Sequence[Sequence[int]] | None = None) -> list[list[int]]:
+        """New token ids for each prompt (greedy), each ending at its first stop token if any;
+        ``query_tokens``: tokens each prompt may write beyond the vocabulary (its query's own)."""
         if not prompts:
             return []
         max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         n = len(prompts)
+        query_tokens = list(query_tokens or [()] * n)
         if self.cuda_graphs:  # a few batch shapes (each captures its graphs once): pad with copies of a row
-            prompts = list(prompts) + [prompts[-1]] * ((1 << (n - 1).bit_length()) - n)
-        return self._greedy_steps(self._prefill(prompts), max_new)[:n]
+            pad = (1 << (n - 1).bit_length()) - n
+            prompts, query_tokens = list(prompts) + [prompts[-1]] * pad, query_tokens + [query_tokens[-1]] * pad
+        return self._greedy_steps(self._prefill(prompts), max_new, self._head(query_tokens))[:n]
+
+    def _head(self, query_tokens: Sequence[Sequence[int]]) -> "_Head":
+        """The batch's output layer: every row, or the rows of its candidates (the vocabulary and every
+        query's tokens), each query's logits of the other queries' own tokens at -inf."""
+        if self.vocabulary is None:
+            return _Head(self, None, None)
+        vocabulary = set(self.vocabulary)
+        own = [set(allowed_ids(q, self.config.vocab_size) or ()) - vocabulary for q in query_tokens]
+        columns = sorted(vocabulary.union(*own))
+        index = {t: i for i, t in enumerate(columns)}
+        bias = None
+        if any(own):
+            bias = torch.zeros(len(own), len(columns))
+            extra = [index[t] for t in set().union(*own)]
+            bias[:, extra] = float("-inf")
+            for row, tokens in enumerate(own):
+                bias[row, [index[t] for t in tokens]] = 0.0
+            bias = bias.to(self.device)
+        return _Head(self, columns, bias)
 
     def _prefill(self, prompts: Sequence[Sequence[int]]) -> "_State":
         """Lay the batch out in the cache and run its prompts; logits of each row's last token."""
@@ -202,12 +232,12 @@ class GreedyDecoder:
 
         prefill = self._prefill_graph(cache, p, width) if self.cuda_graphs else None
         if prefill is not None:
-            logits = prefill(ids, suffix_pos, key_valid, key_pos)
+            hidden = prefill(ids, suffix_pos, key_valid, key_pos)
             layout = _Layout(prefill.inputs[2], prefill.inputs[3])
         else:
             layout = _Layout(key_valid, key_pos)
-            logits = self._run_prefill(cache, p, ids, suffix_pos, layout)
-        return _State(cache, layout, logits, p + width, p + lengths)
+            hidden = self._run_prefill(cache, p, ids, suffix_pos, layout)
+        return _State(cache, layout, hidden, p + width, p + lengths)
 
     def _run_prefill(self, cache: SlotKVCache, p: int, ids, positions, layout: _Layout) -> torch.Tensor:
         """Copy the prefix's keys/values into every row, then run the rows' own tokens."""
@@ -217,9 +247,9 @@ class GreedyDecoder:
         slots = torch.arange(p, p + ids.shape[1], device=self.device)
         return self._forward(cache, ids, positions, slots, layout)[:, -1]
 
-    def _greedy_steps(self, state: "_State", max_new: int) -> list[list[int]]:
+    def _greedy_steps(self, state: "_State", max_new: int, head: "_Head") -> list[list[int]]:
         """One token per step for the whole batch (a CUDA graph replay per step where enabled)."""
-        cache, layout, logits, slot, next_pos = state.cache, state.layout, state.logits, state.slot, state.next_pos
+        cache, layout, hidden, slot, next_pos = state.cache, state.layout, state.hidden, state.slot, state.next_pos
         batch = cache.batch
         out = torch.empty(batch, 0, dtype=torch.long, device=self.device)
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
@@ -230,25 +260,29 @@ class GreedyDecoder:
         check_every = 4 if self.device.type == "cuda" else 1
         rows = self.constraint.start(batch) if self.constraint is not None else None
         for step in range(max_new):
-            if self.vocab_bias is not None:
-                logits = logits + self.vocab_bias
-            token = logits.argmax(-1) if rows is None else rows.choose(logits)
+            logits = head.logits(hidden)
+            if rows is None:
+                token, chosen = head.token(logits.argmax(-1)), None
+            else:
+                token, chosen = rows.choose_tokens(logits, head.ids, head.token, head.logits_of(hidden))
             # a finished row keeps emitting its stop token; it is cut off below
             token = torch.where(done, out[:, -1] if out.shape[1] else token, token)
             out = torch.cat([out, token[:, None]], 1)
             done |= torch.isin(token, self.stop_ids)
-            if rows is not None:
-                rows.advance(token.tolist())
             if step == max_new - 1 or slot >= cache.max_len or (step % check_every == check_every - 1 and bool(done.all())):
+                if rows is not None:
+                    rows.advance(chosen)
                 break
             layout.key_valid[:, slot] = True
             layout.key_pos[:, slot] = next_pos
             if graph is not None:
                 graph.inputs[2].fill_(slot)
-                logits = graph(token[:, None], next_pos[:, None], graph.inputs[2], layout.key_valid, layout.key_pos)
+                hidden = graph(token[:, None], next_pos[:, None], graph.inputs[2], layout.key_valid, layout.key_pos)
             else:
-                logits = self._forward(cache, token[:, None], next_pos[:, None],
+                hidden = self._forward(cache, token[:, None], next_pos[:, None],
                                        torch.tensor([slot], device=self.device), layout)[:, -1]
+            if rows is not None:   # the matchers follow while the device computes the next step
+                rows.advance(chosen)
             next_pos = next_pos + 1
             slot += 1
         return [_cut_at_stop(row, self.stop_ids) for row in out.tolist()]
@@ -320,14 +354,50 @@ class GreedyDecoder:
 
     def _forward_eager(self, cache: SlotKVCache, ids: torch.Tensor, positions: torch.Tensor,
                        slots: torch.Tensor, layout: _Layout) -> torch.Tensor:
-        """Run the model on ``ids`` written at cache ``slots``; logits of the last position (B, 1, V)."""
+        """Run the model on ``ids`` written at cache ``slots``; the last position's final hidden state
+        (B, 1, H), which the output layer (``_Head``) turns into logits."""
         cache.slots = slots
         masks = self.masks(layout, positions, slots)
         if set(self.layer_types) - set(masks):
             masks.update({t: masks["full_attention"] for t in set(self.layer_types) - set(masks)})
-        out = self.model(input_ids=ids, attention_mask=masks, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out.logits.float()
+        out = self.model.get_decoder()(input_ids=ids, attention_mask=masks, position_ids=positions,
+                                       past_key_values=cache, use_cache=True)
+        return out.last_hidden_state[:, -1:]
+
+
+class _Head:
+    """One batch's output layer: logits over ``ids`` (every token when None), the rows of other queries'
+    own tokens at -inf (``bias``); as the model's own head computes them (its softcapping included)."""
+
+    def __init__(self, decoder: GreedyDecoder, ids: list[int] | None, bias: torch.Tensor | None):
+        self.decoder, self.bias = decoder, bias
+        weight = decoder.lm_head.weight
+        self.ids = None if ids is None else np.asarray(ids, dtype=np.int64)
+        self.ids_on_device = None if ids is None else torch.tensor(ids, device=weight.device)
+        self.weight = weight if ids is None else weight[self.ids_on_device]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        full = self.ids is None   # the model's own head module then (and whatever hooks it carries)
+        logits = self._capped(self.decoder.lm_head(hidden) if full else torch.nn.functional.linear(hidden, self.weight))
+        return logits if self.bias is None else logits + self.bias
+
+    def _capped(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softcapping as the model's own forward does it (in its dtype), then float32."""
+        cap = self.decoder.softcap
+        return (logits if cap is None else torch.tanh(logits / cap) * cap).float()
+
+    def token(self, column: torch.Tensor) -> torch.Tensor:
+        """Token ids of logits columns."""
+        return column if self.ids_on_device is None else self.ids_on_device[column]
+
+    def logits_of(self, hidden: torch.Tensor):
+        """For the grammar's own tokens, where it allows none of a row's candidates: (row, ids) -> logits."""
+        weight = self.decoder.lm_head.weight
+
+        def of(row: int, ids) -> np.ndarray:
+            rows = weight[torch.as_tensor(np.asarray(ids), device=weight.device)]
+            return self._capped(torch.nn.functional.linear(hidden[row], rows)).cpu().numpy()
+        return of
 
 
 class _Graph:
