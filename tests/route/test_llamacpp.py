@@ -163,3 +163,134 @@ def test_export_errors_are_clear(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TOOLFORGE_LLAMA_CPP", str(tmp_path / "nowhere"))
     assert export_main([str(tmp_path), "--gguf", str(tmp_path / "x.gguf")]) == 2
     assert "converter is not at" in capsys.readouterr().err
+
+
+# -- the restricted output layer, forced tokens, a query's own tokens (issues 20, 21, 22) -------------
+
+def _run_with_vocabulary(tiny_gguf, folder, tokens):
+    from toolforge.run import write_vocabulary
+
+    folder.mkdir()
+    shutil.copyfile(tiny_gguf, folder / "router.gguf")
+    write_vocabulary(folder, tokens)
+    return folder / "router.gguf"
+
+
+def _llama(path, **options):
+    router = Router(path, prompt_style="bare")
+    return LlamaCppBackend(str(path), router.messages_for, registry=router.registry, threads=1,
+                           max_new_tokens=options.pop("max_new_tokens", 12), **options)
+
+
+@pytest.fixture(scope="module")
+def tokenize(tiny_model_dir):
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _some_tokens(tokenize):
+    """A vocabulary of a few thousand tokens: an answer's pieces and a seeded sample of the rest."""
+    import random
+    pieces = tokenize('weather calculator none translate dictionary {"location":"Paris","text":"x"}\n, 0123456789')
+    return sorted(set(pieces) | set(random.Random(0).sample(range(262144), 3000)))
+
+
+def test_the_restricted_output_layer_gives_the_full_layers_greedy_tokens(tiny_gguf, tmp_path, tokenize):
+    from toolforge.route.backends.gguf_file import GGUFFile
+    from toolforge.run import vocabulary_gguf_path
+
+    path = _run_with_vocabulary(tiny_gguf, tmp_path / "run", _some_tokens(tokenize))
+    for grammar in (False, True):
+        full = _llama(path, grammar=grammar, output_layer="full", fast_forward=False)   # every logit, a step a token
+        new = _llama(path, grammar=grammar)
+        assert full.head is None and new.head is not None
+        expected = [full.complete([q])[0] for q in QUERIES]
+        assert [new.complete([q])[0] for q in QUERIES] == expected
+        assert new.complete(QUERIES) == expected                   # decoded together
+    # llama.cpp computes the vocabulary's rows only: the derived file's output layer has those rows
+    derived = GGUFFile(vocabulary_gguf_path(path))
+    assert derived.tensors["token_embd.weight"][0] == [32, len(new.vocabulary)]
+    assert derived.int_array("toolforge.token_ids") == new.vocabulary and len(new.vocabulary) < 262144 // 50
+
+
+def _steer(monkeypatch, answer_ids):
+    """Make the model prefer ``answer_ids`` in order (each step's logits favour the next one; the
+    grammar and the candidates still decide), whatever its weights say."""
+    import numpy as np
+
+    def logits(self, row, output):
+        ids = row.ids if row.ids is not None else np.arange(self.n_vocab)
+        target = answer_ids[min(row.chosen, len(answer_ids) - 1)]
+        scores = np.where(ids == target, 10.0, 0.0).astype(np.float32) - np.arange(len(ids)) * 1e-6
+        return scores, (lambda token_ids: np.where(np.asarray(token_ids) == target, 10.0, 0.0))
+    monkeypatch.setattr(LlamaCppBackend, "_logits", logits)
+
+
+def test_forced_tokens_are_evaluated_with_the_token_before_them(tiny_gguf, monkeypatch):
+    from toolforge.prompt import format_answer
+
+    llama = _llama(tiny_gguf, max_new_tokens=40)
+    answer = format_answer([{"name": "weather", "arguments": {"location": "Paris"}}])
+    ids = llama.llm.tokenize(answer.encode(), add_bos=False, special=False) + [106]
+    _steer(monkeypatch, ids)
+    steps = []
+    decode = llama._decode
+    monkeypatch.setattr(llama, "_decode", lambda parts: steps.append(parts) or decode(parts))
+    assert llama.complete(["weather in paris"]) == [answer]
+    assert llama.forced_tokens > 0                                 # keys, quotes, braces
+    # one llama_decode for the query, then one per chosen token, never one per forced token
+    assert len(steps) - 1 == len(ids) - 1 - llama.forced_tokens
+    assert any(len(parts[0][2]) > 1 for parts in steps[1:])        # several tokens in one step
+
+
+def test_a_query_word_outside_the_vocabulary_is_copied_exactly(tiny_gguf, tmp_path, monkeypatch, tokenize):
+    from toolforge.prompt import format_answer, parse_answer
+
+    word = "Zyxwvutronics"
+    vocabulary = set(tokenize(format_answer([{"name": "dictionary", "arguments": {"word": "a"}}]))) | {106}
+    assert not set(tokenize(word)) <= vocabulary
+    path = _run_with_vocabulary(tiny_gguf, tmp_path / "run", sorted(vocabulary))
+    answer = format_answer([{"name": "dictionary", "arguments": {"word": word}}])
+    for layer in ("auto", "full"):
+        llama = _llama(path, max_new_tokens=40, output_layer=layer, fast_forward=False)
+        _steer(monkeypatch, llama.llm.tokenize(answer.encode(), add_bos=False, special=False) + [106])
+        assert llama.complete([f"define {word} please"]) == [answer]         # the query's own word, exactly
+        other = parse_answer(llama.complete(["define it please"])[0])      # not this query's: cannot be written
+        assert word not in json.dumps(other)
+
+
+def test_where_the_vocabulary_has_no_token_the_grammar_allows_its_own_are_used(tiny_gguf, tmp_path, monkeypatch):
+    """A vocabulary without the tokens the grammar forces (keys, braces): the argmax over no allowed token
+    used to pick <pad> (token 0) and the answer ended invalid; now the grammar's own tokens are the
+    candidates there."""
+    from toolforge.route.grammar import allowed_tokens
+
+    text = 'translate {"text":"hello","to_lang":"de"}'
+    probe = _llama(tiny_gguf)
+    target = probe.llm.tokenize(text.encode(), add_bos=False, special=False)
+    row, forced = probe.grammar.start(), set()
+    for token in target:   # the tokens of the answer that the grammar leaves no choice over
+        if allowed_tokens(row.matcher, probe.n_vocab).sum() == 1:
+            forced.add(token)
+        row.take(token)
+    assert forced
+    path = _run_with_vocabulary(tiny_gguf, tmp_path / "run", sorted(set(target) - forced))
+    for options in ({"fast_forward": False}, {"output_layer": "full", "fast_forward": False}, {}):
+        llama = _llama(path, max_new_tokens=60, **options)
+        _steer(monkeypatch, target + [106])
+        assert llama.complete(["translate hello to german"]) == [text], options
+
+
+def test_a_vocabulary_with_ids_outside_the_model_is_refused_naming_the_file(tiny_gguf, tiny_model_dir, tmp_path):
+    from toolforge.route.result import RouterUnavailable
+    from toolforge.run import write_vocabulary
+
+    path = _run_with_vocabulary(tiny_gguf, tmp_path / "gguf", [5, 262144 + 7])
+    with pytest.raises(RouterUnavailable, match=f"{tmp_path / 'gguf' / 'vocabulary.json'}.*outside"):
+        _llama(path)
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    write_vocabulary(model_dir, [5, 262144 + 7])
+    with pytest.raises(RouterUnavailable, match=f"{model_dir / 'vocabulary.json'}.*outside"):
+        Router(model_dir, engine="torch").load()
