@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = config_parser(ServeConfig, "python -m toolforge serve", __doc__.split("\n\n")[0].replace("``", ""),
                            aliases=CLI_ALIASES)
     try:
-        config = from_dict(ServeConfig, args_to_values(ServeConfig, parser.parse_args(argv)), "serve")
+        config = from_dict(ServeConfig, args_to_values(ServeConfig, parser.parse_args(argv)), "command line")
     except ConfigError as e:
         return usage_error("serve", e)
     import uvicorn
