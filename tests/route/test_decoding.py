@@ -1,51 +1,30 @@
 """Decoding beyond the grammar's text: the candidates a router may write (its vocabulary and the query's
-own tokens), the grammar's fallback when it allows none of them, forced tokens, the torch decoder's
-restricted output layer, and the CPU router's choice of threads."""
+own tokens), the grammar's fallback when it allows none of them, forced tokens, and the CPU router's
+choice of threads (the torch decoder's restricted output layer: test_torch_decoder.py)."""
 import numpy as np
 import pytest
-import torch
 
-from toolforge.prompt import format_answer
 from toolforge.registry import load_registry
 from toolforge.route.backends.cpu_share import CpuShare, threads_for
-from toolforge.route.backends.torch_decoder import GreedyDecoder, torch_threads
-from toolforge.route.backends.base import common_prefix
 from toolforge.route.grammar import AnswerConstraint, allowed_tokens
 from toolforge.route.vocabulary import query_token_ids
 
 REGISTRY = load_registry()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    with torch_threads(1):
-        yield
-
-
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from toolforge.model import stop_token_ids
-    from toolforge.prompt import build_messages
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    queries = ["weather in paris?", "define Zyxwvutronics please", "translate good morning to french", "hi"]
-    prompts = [tokenizer.apply_chat_template(build_messages(q, REGISTRY, "bare"), add_generation_prompt=True,
-                                             tokenize=True, return_dict=False) for q in queries]
-    return model, tokenizer, queries, prompts, stop_token_ids(tokenizer)
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def tokenize_with(tokenizer):
-    return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+STOPS = [1, 106]
 
 
 # -- the grammar's choice ----------------------------------------------------------------------------
 
-def test_when_the_grammar_allows_no_candidate_its_own_best_token_is_chosen(tiny):
-    _, tokenizer, _, _, stops = tiny
-    row = AnswerConstraint(tokenizer, stops, REGISTRY).start(1).rows[0]
+def test_when_the_grammar_allows_no_candidate_its_own_best_token_is_chosen(tokenizer):
+    row = AnswerConstraint(tokenizer, STOPS, REGISTRY).start(1).rows[0]
     for token in tokenizer.encode('unit_converter {"value":', add_special_tokens=False):
         row.take(token)
     digits = tokenizer.encode("7", add_special_tokens=False)
@@ -58,9 +37,8 @@ def test_when_the_grammar_allows_no_candidate_its_own_best_token_is_chosen(tiny)
     assert row.choose(logits, ids=letters) in grammar_ids         # without logits: still an allowed token
 
 
-def test_forced_tokens_are_those_every_choice_would_take(tiny):
-    _, tokenizer, _, _, stops = tiny
-    rows = AnswerConstraint(tokenizer, stops, REGISTRY).start(2)
+def test_forced_tokens_are_those_every_choice_would_take(tokenizer):
+    rows = AnswerConstraint(tokenizer, STOPS, REGISTRY).start(2)
     row, check = rows.rows
     for token in tokenizer.encode("weather", add_special_tokens=False):
         row.take(token)
@@ -74,68 +52,11 @@ def test_forced_tokens_are_those_every_choice_would_take(tiny):
     assert not row.forced()   # the location itself is the model's to write
 
 
-def test_a_querys_own_tokens_include_each_word_at_the_start_of_a_string(tiny):
-    _, tokenizer, _, _, _ = tiny
-    tokenize = tokenize_with(tokenizer)
+def test_a_querys_own_tokens_include_each_word_at_the_start_of_a_string(tokenizer):
+    tokenize = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     ids = query_token_ids("weather in Reykjavik?", tokenize)
     assert set(tokenize(" Reykjavik")) <= ids and set(tokenize("Reykjavik")) <= ids   # inside and after a quote
     assert set(tokenize('"Reykjavik"')[1:-1]) <= ids
-
-
-# -- the torch decoder's restricted output layer -------------------------------------------------------
-
-def test_the_torch_decoder_computes_the_candidates_logits_only_and_writes_what_the_full_layer_would(tiny):
-    model, tokenizer, queries, prompts, stops = tiny
-    tokenize = tokenize_with(tokenizer)
-    vocabulary = sorted(set(tokenize('weather none {"location":"Paris"}\n')) | set(range(1000, 4000)))
-    own = [query_token_ids(q, tokenize) for q in queries]
-    prefix = common_prefix(prompts[0], prompts[1])
-    restricted = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=10, allowed_tokens=vocabulary)
-    full = GreedyDecoder(model, stops, prefix_ids=prefix, max_new_tokens=10)
-    heads = []
-    head = restricted._head
-    restricted._head = lambda q: heads.append(head(q)) or heads[-1]
-    for i, prompt in enumerate(prompts):   # today's path: every logit, the others at -inf
-        allowed = torch.full((len(tokenizer),), float("-inf"))
-        allowed[sorted(set(vocabulary) | own[i] | set(stops))] = 0.0
-        hook = model.lm_head.register_forward_hook(lambda module, args, logits: logits + allowed)
-        try:
-            expected = full.decode([prompt])
-        finally:
-            hook.remove()
-        assert restricted.decode([prompt], query_tokens=[own[i]]) == expected
-        assert heads[-1].weight.shape[0] == len(set(vocabulary) | own[i] | set(stops)) < len(tokenizer) // 50
-    together = restricted.decode(prompts, query_tokens=own)
-    assert together == [restricted.decode([p], query_tokens=[o])[0] for p, o in zip(prompts, own)]
-
-
-def test_the_torch_decoder_copies_a_query_word_outside_the_vocabulary(tiny, monkeypatch):
-    from toolforge.route.backends import torch_decoder
-
-    model, tokenizer, queries, prompts, stops = tiny
-    tokenize = tokenize_with(tokenizer)
-    word = "Zyxwvutronics"
-    answer = format_answer([{"name": "dictionary", "arguments": {"word": word}}])
-    target = tokenize(answer) + [stops[-1]]
-    vocabulary = sorted(set(tokenize(format_answer([{"name": "dictionary", "arguments": {"word": "a"}}]))))
-    assert not set(tokenize(word)) <= set(vocabulary)
-    logits = torch_decoder._Head.logits
-    step = []
-
-    def steered(self, hidden):   # the model prefers the target's tokens in order
-        out = logits(self, hidden)
-        want = target[min(len(step), len(target) - 1)]
-        step.append(1)
-        steer = torch.where(self.ids_on_device == want, 10.0, 0.0).expand_as(out)
-        return steer if self.bias is None else steer + self.bias
-    monkeypatch.setattr(torch_decoder._Head, "logits", steered)
-    decoder = GreedyDecoder(model, stops, max_new_tokens=40, allowed_tokens=vocabulary,
-                            constraint=AnswerConstraint(tokenizer, stops, REGISTRY))
-    ids = decoder.decode([prompts[1]], query_tokens=[query_token_ids(queries[1], tokenize)])[0]
-    assert tokenizer.decode(ids, skip_special_tokens=True) == answer
-    step.clear()
-    ids = decoder.decode([prompts[0]], query_tokens=[query_token_ids(queries[0], tokenize)])[0]
-    assert word not in tokenizer.decode(ids, skip_special_tokens=True)   # another query's word: not allowed
 
 
 # -- threads on a shared CPU ---------------------------------------------------------------------------
