@@ -14,9 +14,8 @@ query) dominate. This decoder:
   replays, for a few fixed shapes: batches are padded to a power of two and the query part of a
   prefill to a multiple of WIDTH_BUCKET tokens, so a file of any size captures a handful of graphs;
 - computes logits only over the tokens a router may write (its vocabulary and each query's own tokens,
-  ``toolforge.route.vocabulary``): the decoder's step ends at the final hidden state, and the output
-  layer's rows of the batch's candidates multiply it (10,000 rows rather than 262,144); a router without a
-  vocabulary computes every logit;
+  ``toolforge.route.vocabulary``): a step ends at the final hidden state, which the output layer's rows
+  of the batch's candidates multiply (10,000 rows, not 262,144); without a vocabulary, every row;
 - keeps the grammar's per-row work off the GPU's critical path: each step's tokens are chosen (the
   model's argmax, a full mask only for a row that strays), the next step is launched, and only then do
   the rows' matchers follow the tokens, while the GPU computes;
@@ -25,9 +24,8 @@ query) dominate. This decoder:
   a minute per shape, which only a long-lived router (an agent's) pays back. It says so while it
   compiles.
 
-Speculative decoding (drafts from the prompt and from answer skeletons) was tried and removed: it
-made a CPU query slower (a forward of several tokens costs much more than one there) and was never
-turned on on the GPU (results/gpu-h100/bench_route.md).
+Speculative decoding (drafts from the prompt and answer skeletons) made a CPU query slower and was
+removed (results/gpu-h100/bench_route.md).
 
 Greedy decoding here produces the same tokens as greedy ``model.generate`` on the same model
 (tests/test_inference.py checks it on a tiny Gemma 3). The model must be a plain causal LM whose
