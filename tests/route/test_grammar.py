@@ -207,8 +207,11 @@ def _registry_with(name: str, parameters: dict) -> Registry:
 @pytest.mark.parametrize("schema, message", [
     ({"type": "string", "pattern": "[a-z]+"}, "must be anchored"),
     ({"type": "string", "format": "email"}, "format"),
-    ({"type": "integer", "minimum": 0}, "minimum"),
-    ({"type": "array", "items": {"type": "string"}}, "items"),
+    ({"type": "integer", "multipleOf": 5}, "multipleOf"),
+    ({"type": "number", "minimum": 0.5}, "not a whole number"),
+    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "uniqueItems"),
+    ({"type": "array", "items": {"type": "object"}}, "arrays of objects"),
+    ({"type": "string", "minimum": 3}, "minimum"),
     ({"type": "string", "pattern": "^(?=a)b$"}, "not supported"),
     ({"type": "string", "pattern": "^[^\\d]$"}, "not supported"),
     ({"type": "string", "pattern": "^a(b|cd)$", "minLength": 4}, "simpler pattern"),

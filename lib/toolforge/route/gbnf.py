@@ -19,16 +19,17 @@ else it cannot express exactly raises ``GrammarError`` naming the tool and argum
 """
 from __future__ import annotations
 
-import json
 import re
 import re._constants as sre  # Python's own regex parser: patterns mean here what they mean to jsonschema
 import re._parser as sre_parse
-from dataclasses import dataclass
 from itertools import combinations_with_replacement
 from typing import Any, Sequence
 
 from toolforge.prompt import MAX_CALLS, NO_TOOL_ANSWER
 from toolforge.registry import Registry, Tool, load_registry
+from toolforge.route.gbnf_numbers import integer_range, number_range
+from toolforge.route.gbnf_text import (ANY, ASCII_CATEGORIES, CONTROLS, NEVER_RAW, SPACE, Chars, char_class, group,
+                                       json_text, literal, merged, repeat, seq, subtract, tidy)
 from toolforge.route.gbnf_formats import format_body, url_forbidden
 
 
@@ -36,152 +37,22 @@ class GrammarError(ValueError):
     """The registry holds a rule the answer grammar cannot express exactly."""
 
 
-# -- characters ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Chars:
-    """A set of characters: code point ranges, or (negated) every character outside them."""
-    ranges: tuple[tuple[int, int], ...]
-    negated: bool = False
-
-    def __contains__(self, cp: int) -> bool:
-        return any(lo <= cp <= hi for lo, hi in self.ranges) != self.negated
-
-
-def _merged(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
-    out: list[list[int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return tuple((lo, hi) for lo, hi in out)
-
-
-def _ranges(cps: Sequence[int]) -> tuple[tuple[int, int], ...]:
-    return _merged(tuple((cp, cp) for cp in cps))
-
-
-_ANY = _Chars((), negated=True)
-_SPACE = _ranges([cp for cp in range(0x3001) if chr(cp).isspace()])   # what re's \s matches in a str
-_CONTROLS = range(0x20)
-# Never written raw inside a JSON string: json.dumps escapes '"', '\' and controls; the other line
-# breaks that str.splitlines knows would split a call's line in parse_answer.
-_NEVER_RAW = _ranges([*_CONTROLS, ord('"'), ord("\\"), 0x85, 0x2028, 0x2029])
-# Narrowed to ASCII (re's \d and \w match any Unicode digit or letter): a subset is always safe.
-_ASCII_CATEGORIES = {sre.CATEGORY_DIGIT: ((0x30, 0x39),),
-                     sre.CATEGORY_WORD: ((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A))}
-
-
-def _subtract(ranges: tuple[tuple[int, int], ...], minus: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
-    out = []
-    for lo, hi in ranges:
-        for mlo, mhi in minus:
-            if mhi < lo or mlo > hi:
-                continue
-            if mlo > lo:
-                out.append((lo, mlo - 1))
-            lo = mhi + 1
-            if lo > hi:
-                break
-        if lo <= hi:
-            out.append((lo, hi))
-    return tuple(out)
-
-
-def _class_char(cp: int) -> str:
-    """A code point inside a GBNF character class. Escapes \\uXXXX below U+1000 and \\UXXXXXXXX are
-    written raw instead: llguidance 1.9.1's GBNF reader drops their leading zeros, which its regex
-    engine then refuses (the only whitespace there is below U+0100, written \\xXX)."""
-    if cp < 0x80 and chr(cp).isalnum():
-        return chr(cp)
-    if cp < 0x100:
-        return f"\\x{cp:02X}"
-    return f"\\u{cp:04X}" if 0x1000 <= cp < 0x10000 else chr(cp)
-
-
-def _class(ranges: tuple[tuple[int, int], ...], negated: bool) -> str:
-    ranges = _merged(ranges)
-    body = "".join(_class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}" for lo, hi in ranges)
-    return f"[{'^' if negated else ''}{body}]"
-
-
-def _literal(text: str) -> str:
-    """A GBNF string literal matching ``text`` exactly."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ord(ch) < 0x20 or ord(ch) in (0x85, 0x2028, 0x2029):
-            out.append(_class_char(ord(ch)))
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _json(value: Any) -> str:
-    """A value as format_answer writes it."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _repeat(lo: int, hi: int | None) -> str:
-    if hi is None:
-        return {0: "*", 1: "+"}.get(lo, f"{{{lo},}}")
-    if lo == hi:
-        return "" if lo == 1 else f"{{{lo}}}"
-    return "?" if (lo, hi) == (0, 1) else f"{{{lo},{hi}}}"
-
-
 # -- the builder ---------------------------------------------------------------------------------
 
-_VALUE_KEYS = {"type", "enum", "const", "minLength", "maxLength", "pattern", "format", "description", "title",
-               "default", "examples"}
+_ANNOTATIONS = {"description", "title", "default", "examples"}   # say nothing about which values are valid
+# The keywords each kind of value may use; any other is named as something the grammar cannot express.
+_VALUE_KEYS = {"string": {"type", "enum", "const", "minLength", "maxLength", "pattern", "format"},
+               "integer": {"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+               "number": {"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+               "boolean": {"type", "enum", "const"},
+               "array": {"type", "items", "minItems", "maxItems"},
+               "object": {"type", "properties", "required", "additionalProperties"},
+               None: {"enum", "const"}}
+_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 _OBJECT_KEYS = {"type", "properties", "required", "additionalProperties", "allOf", "description", "title"}
 _SCALARS = {"integer": '"-"? ("0" | [1-9] [0-9]*)',
             "number": '"-"? ("0" | [1-9] [0-9]*) ("." [0-9]+)? ([eE] [-+]? [0-9]+)?',
             "boolean": '"true" | "false"'}
-_ATOM = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|[a-z0-9-]+')
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|\s+|[^"\[\s]+')
-
-
-def _outer(expr: str) -> str:
-    """``expr`` with its parenthesised parts blanked out, to see what it is at the top level."""
-    out, depth = [], 0
-    for token in _TOKEN.findall(expr):
-        for ch in (token if token[0] not in '"[' else "x"):
-            depth -= ch == ")"
-            out.append(ch if depth == 0 else "_")
-            depth += ch == "("
-    return "".join(out)
-
-
-def _group(expr: str) -> str:
-    """``expr`` ready for a quantifier: in parentheses unless it is one atom or one group."""
-    outer = _outer(expr)
-    return expr if _ATOM.fullmatch(expr) or re.fullmatch(r"\(_*\)", outer) else f"({expr})"
-
-
-def _seq(expr: str) -> str:
-    """``expr`` ready to sit in a sequence: in parentheses when it has alternatives at the top level."""
-    return f"({expr})" if "|" in _outer(expr) else expr
-
-
-def _tidy(body: str) -> str:
-    """Adjacent literals written as one (``"a" "b"`` -> ``"ab"``, not before a quantifier), for reading."""
-    tokens = _TOKEN.findall(body)
-    out: list[str] = []
-    for i, token in enumerate(tokens):
-        follows = tokens[i + 1][:1] if i + 1 < len(tokens) else ""
-        if token[0] == '"' and out[-2:-1] and out[-2][0] == '"' and out[-1] == " " and follows not in ("*", "+", "?", "{"):
-            out.pop()
-            out[-1] = out[-1][:-1] + token[1:]
-        else:
-            out.append(token)
-    return "".join(out)
-
-
 class _Builder:
     """Collects named GBNF rules while walking the registry; a body used twice is one rule."""
 
@@ -191,7 +62,7 @@ class _Builder:
         self.url_allowlist: tuple[str, ...] = ()
 
     def rule(self, hint: str, body: str) -> str:
-        body = _tidy(body)
+        body = tidy(body)
         if body in self._by_body:
             return self._by_body[body]
         base = re.sub(r"[^a-zA-Z0-9]+", "-", hint).strip("-").lower() or "r"
@@ -206,7 +77,7 @@ class _Builder:
     def recursive(self, hint: str, make) -> str:
         """A rule whose body refers to itself: ``make(name)`` writes the body given the rule's name."""
         name = self.rule(hint, f"<{hint} being built>")
-        self.rules[name] = body = _tidy(make(name))
+        self.rules[name] = body = tidy(make(name))
         self._by_body[body] = name
         return name
 
@@ -215,14 +86,24 @@ class _Builder:
         return head + "".join(f"{name} ::= {body}\n" for name, body in self.rules.items())
 
     # -- answers, calls, objects ---------------------------------------------------------------
-    def answer(self, registry: Registry, max_calls: int) -> None:
-        if max_calls < 1:
-            raise GrammarError(f"max_calls must be at least 1, got {max_calls}")
+    def answer(self, registry: Registry, max_calls: int, tools: Sequence[str] | None = None, min_calls: int = 0) -> None:
+        """``none`` or calls, min_calls..max_calls of them, each to one of ``tools`` (None: every tool)."""
+        if max_calls < 0 or min_calls < 0 or min_calls > max_calls:
+            raise GrammarError(f"calls must be 0 <= min_calls <= max_calls, got {min_calls}..{max_calls}")
+        unknown = sorted(set(tools or ()) - set(registry.names))
+        if unknown:
+            raise GrammarError(f"tools {unknown} are not in the registry ({', '.join(registry.names)})")
+        chosen = [t for name, t in registry.tools.items() if tools is None or name in tools]
+        if not chosen and min_calls:
+            raise GrammarError("a call is required but no tool is allowed")
         self.rules["root"] = ""  # first in the text; its body is known at the end
         self.url_allowlist = registry.url_allowlist
-        call = self.rule("call", " | ".join(self.tool(t) for t in registry.tools.values()))
-        more = f' ("\\n" {call}){_repeat(0, max_calls - 1)}' if max_calls > 1 else ""
-        self.rules["root"] = f"{_literal(NO_TOOL_ANSWER)} | {call}{more}"
+        alternatives = [literal(NO_TOOL_ANSWER)] if min_calls == 0 else []
+        if max_calls > 0 and chosen:
+            call = self.rule("call", " | ".join(self.tool(t) for t in chosen))
+            more = f' ("\\n" {call}){repeat(max(0, min_calls - 1), max_calls - 1)}' if max_calls > 1 else ""
+            alternatives.append(f"{call}{more}")
+        self.rules["root"] = " | ".join(alternatives)
 
     def tool(self, tool: Tool) -> str:
         """``name {arguments}``: one alternative per value of the key its allOf rules switch on."""
@@ -233,67 +114,122 @@ class _Builder:
                                "which the answer grammar does not express")
         variants = []
         for fixed, required in _variants(params, tool.name):
-            members = _members([(key, _literal(_json(fixed[key])) if key in fixed
+            members = _members([(key, literal(json_text(fixed[key])) if key in fixed
                                  else self.value(schema, tool.name, key), key in required)
                                 for key, schema in props.items()])
             hint = "-".join([tool.name, *(f"{k}-{v}" for k, v in fixed.items())])
             variants.append(self.rule(hint, members) if fixed else members)
         args = " | ".join(v for v in variants if v)
-        return self.rule(tool.name, f"{_literal(tool.name + ' {')} {_seq(args)} \"}}\"")
+        return self.rule(tool.name, f"{literal(tool.name + ' {')} {seq(args)} \"}}\"")
 
     def value(self, schema: dict[str, Any], tool: str, key: str) -> str:
         where = f"{tool}.{key}"
-        unknown = set(schema) - _VALUE_KEYS
+        kind = schema.get("type")
+        if kind not in _VALUE_KEYS:
+            raise GrammarError(f"{where}: type {kind!r} is not supported by the answer grammar")
+        unknown = set(schema) - _VALUE_KEYS[kind] - _ANNOTATIONS
         if unknown:
             raise GrammarError(f"{where}: {sorted(unknown)} cannot be expressed by the answer grammar")
         if "const" in schema or "enum" in schema:
             choices = [schema["const"]] if "const" in schema else schema["enum"]
-            return self.rule(f"{tool}-{key}", " | ".join(_literal(_json(v)) for v in choices))
-        kind = schema.get("type")
+            return self.rule(f"{tool}-{key}", " | ".join(literal(json_text(v)) for v in choices))
         if kind == "string":
             if "format" in schema:
                 return self.format(schema, where)
             if "pattern" in schema:
                 return self.rule(f"{tool}-{key}", self.string(schema, where))
             return self.rule("string", self.string(schema, where))
-        if kind in _SCALARS:
-            return self.rule(kind, _SCALARS[kind])
-        raise GrammarError(f"{where}: type {kind!r} is not supported by the answer grammar")
+        if kind in ("integer", "number") and set(schema) & _BOUNDS:
+            return self.rule(f"{tool}-{key}", self.bounded(schema, kind, where))
+        if kind == "array":
+            return self.rule(f"{tool}-{key}", self.array(schema, tool, key))
+        if kind == "object":
+            return self.rule(f"{tool}-{key}", self.object(schema, tool, key))
+        return self.rule(kind, _SCALARS[kind])
+
+    def bounded(self, schema: dict[str, Any], kind: str, where: str) -> str:
+        """An integer or number within its minimum/maximum (an integer's exclusive bounds made inclusive)."""
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        for name, step in (("exclusiveMinimum", 1), ("exclusiveMaximum", -1)):
+            if name in schema:
+                if kind != "integer" or schema[name] != int(schema[name]):
+                    raise GrammarError(f"{where}: {name} is expressed for whole-number integer bounds only")
+                bound = int(schema[name]) + step
+                if step > 0:
+                    lo = bound if lo is None else max(lo, bound)
+                else:
+                    hi = bound if hi is None else min(hi, bound)
+        try:
+            if kind == "integer":
+                if any(b is not None and b != int(b) for b in (lo, hi)):
+                    raise ValueError("an integer bound that is not a whole number is not supported")
+                return integer_range(None if lo is None else int(lo), None if hi is None else int(hi))
+            return number_range(lo, hi, where)
+        except ValueError as e:
+            raise GrammarError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+
+    def array(self, schema: dict[str, Any], tool: str, key: str) -> str:
+        """``[item,item,...]`` as json.dumps writes it compactly, minItems..maxItems long."""
+        where = f"{tool}.{key}"
+        items = schema.get("items")
+        if not isinstance(items, dict):
+            raise GrammarError(f"{where}: an array needs one 'items' schema for the answer grammar")
+        if items.get("type") in ("array", "object"):
+            raise GrammarError(f"{where}: arrays of {items['type']}s are not supported by the answer grammar")
+        item = self.value(items, tool, f"{key}[]")
+        lo, hi = schema.get("minItems", 0), schema.get("maxItems")
+        if hi is not None and hi < lo:
+            raise GrammarError(f"{where}: maxItems {hi} is below minItems {lo}")
+        if hi == 0:
+            return '"[]"'
+        more = f'("," {item}){repeat(max(0, lo - 1), None if hi is None else hi - 1)}'
+        body = f'"[" {item} {more} "]"'
+        return body if lo > 0 else f'"[]" | {body}'
+
+    def object(self, schema: dict[str, Any], tool: str, key: str) -> str:
+        """A nested object: its properties in the schema's order, each required one present, no others."""
+        props = schema.get("properties") or {}
+        required = set(schema.get("required", []))
+        if required - set(props):
+            raise GrammarError(f"{tool}.{key}: required {sorted(required - set(props))} are not properties")
+        members = _members([(name, self.value(sub, tool, f"{key}.{name}"), name in required)
+                            for name, sub in props.items()])
+        return f'"{{" {seq(members)} "}}"' if members else '"{}"'
 
     # -- strings -------------------------------------------------------------------------------
     def format(self, schema: dict[str, Any], where: str) -> str:
         """A string of one of ``toolforge.formats``' formats (``gbnf_formats`` says how much of it)."""
         others = set(schema) & {"minLength", "maxLength", "pattern"}
-        url_char = self.char(_Chars(url_forbidden(), negated=True), hint="url-char")
+        url_char = self.char(Chars(url_forbidden(), negated=True), hint="url-char")
         body = None if others else format_body(schema["format"], self, url_char, self.url_allowlist)
         if body is None:
             raise GrammarError(f"{where}: format {schema['format']!r}{' with ' + str(sorted(others)) if others else ''} "
                                "cannot be expressed by the answer grammar")
-        return self.rule(f"{schema['format']}-string", f'"\\"" {_seq(body)} "\\""')
+        return self.rule(f"{schema['format']}-string", f'"\\"" {seq(body)} "\\""')
 
     def string(self, schema: dict[str, Any], where: str) -> str:
         lo, hi = schema.get("minLength", 0), schema.get("maxLength")
         if "pattern" in schema:
             body = self.pattern(schema["pattern"], lo, hi, where)
         else:
-            body = self.char(_ANY) + _repeat(lo, hi)
-        return f'"\\"" {_seq(body)} "\\""'
+            body = self.char(ANY) + repeat(lo, hi)
+        return f'"\\"" {seq(body)} "\\""'
 
-    def char(self, chars: _Chars, hint: str | None = None) -> str:
+    def char(self, chars: Chars, hint: str | None = None) -> str:
         """One character of ``chars`` as json.dumps writes it inside a string."""
         if chars.negated:
-            alts = [_class(chars.ranges + _NEVER_RAW, True)]
+            alts = [char_class(chars.ranges + NEVER_RAW, True)]
         else:
-            raw = _subtract(chars.ranges, _NEVER_RAW)
-            alts = [_class(raw, False)] if raw else []
-        alts += [_literal(_json(chr(cp))[1:-1]) for cp in (ord('"'), ord("\\")) if cp in chars]
-        if all(cp in chars for cp in _CONTROLS):   # any control: every escape json.loads reads as one
+            raw = subtract(chars.ranges, NEVER_RAW)
+            alts = [char_class(raw, False)] if raw else []
+        alts += [literal(json_text(chr(cp))[1:-1]) for cp in (ord('"'), ord("\\")) if cp in chars]
+        if all(cp in chars for cp in CONTROLS):   # any control: every escape json.loads reads as one
             alts += ['"\\\\" [bfnrt]', '"\\\\u00" [01] [0-9a-f]']
         else:
-            alts += [_literal(_json(chr(cp))[1:-1]) for cp in _CONTROLS if cp in chars]
+            alts += [literal(json_text(chr(cp))[1:-1]) for cp in CONTROLS if cp in chars]
         if not alts:
             raise GrammarError("a pattern matches no character that a string can hold")
-        hint = hint or ("non-space-char" if chars == _Chars(_SPACE, True) else "char")
+        hint = hint or ("non-space-char" if chars == Chars(SPACE, True) else "char")
         return alts[0] if len(alts) == 1 else self.rule(hint, " | ".join(alts))
 
     def pattern(self, pattern: str, min_length: int, max_length: int | None, where: str) -> str:
@@ -316,18 +252,18 @@ class _Builder:
         parts = []
         for op, av in items:
             if op is sre.LITERAL:
-                parts.append(_literal(_json(chr(av))[1:-1]))
+                parts.append(literal(json_text(chr(av))[1:-1]))
             elif op is sre.NOT_LITERAL:
-                parts.append(self.char(_Chars(((av, av),), True)))
+                parts.append(self.char(Chars(((av, av),), True)))
             elif op is sre.ANY:
-                parts.append(self.char(_Chars(((0x0A, 0x0A),), True)))
+                parts.append(self.char(Chars(((0x0A, 0x0A),), True)))
             elif op is sre.IN:
                 parts.append(self.char(_charset(av, where)))
             elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
                 lo, hi, sub = av
-                parts.append(_group(self.regex(sub, where)) + _repeat(lo, None if hi == sre.MAXREPEAT else hi))
+                parts.append(group(self.regex(sub, where)) + repeat(lo, None if hi == sre.MAXREPEAT else hi))
             elif op is sre.SUBPATTERN:
-                parts.append(_seq(self.regex(av[-1], where)))
+                parts.append(seq(self.regex(av[-1], where)))
             elif op is sre.BRANCH:
                 parts.append(f"({' | '.join(self.regex(b, where) for b in av[1])})")
             else:
@@ -340,11 +276,11 @@ def _width(items) -> tuple[int, int]:
     return sre_parse.SubPattern(sre_parse.State(), list(items)).getwidth()
 
 
-def _charset(items, where: str) -> _Chars:
+def _charset(items, where: str) -> Chars:
     negated = bool(items) and items[0][0] is sre.NEGATE
     items = items[1:] if negated else items
     if len(items) == 1 and items[0] == (sre.CATEGORY, sre.CATEGORY_NOT_SPACE):
-        return _Chars(_SPACE, not negated)
+        return Chars(SPACE, not negated)
     cps: list[tuple[int, int]] = []
     for op, av in items:
         if op is sre.LITERAL:
@@ -352,12 +288,12 @@ def _charset(items, where: str) -> _Chars:
         elif op is sre.RANGE:
             cps.append(av)
         elif op is sre.CATEGORY and av is sre.CATEGORY_SPACE:
-            cps += _SPACE
-        elif op is sre.CATEGORY and av in _ASCII_CATEGORIES and not negated:
-            cps += _ASCII_CATEGORIES[av]
+            cps += SPACE
+        elif op is sre.CATEGORY and av in ASCII_CATEGORIES and not negated:
+            cps += ASCII_CATEGORIES[av]
         else:
             raise GrammarError(f"{where}: character class item {op} {av} is not supported by the answer grammar")
-    return _Chars(_merged(tuple(cps)), negated)
+    return Chars(merged(tuple(cps)), negated)
 
 
 def _lengthened(items, extra: int, where: str):
@@ -415,20 +351,22 @@ def _members(items: list[tuple[str, str, bool]]) -> str:
     tails = [""] * (len(items) + 1)  # tails[i]: members i.. with their leading commas
     for i in reversed(range(len(items))):
         key, value, required = items[i]
-        member = f"{_literal(',' + _json(key) + ':')} {value}"
-        tails[i] = f"{member if required else _group(member) + '?'} {tails[i + 1]}".strip()
+        member = f"{literal(',' + json_text(key) + ':')} {value}"
+        tails[i] = f"{member if required else group(member) + '?'} {tails[i + 1]}".strip()
     firsts = []
     for i, (key, value, required) in enumerate(items):   # the first member written has no comma
-        firsts.append(f"{_literal(_json(key) + ':')} {value} {tails[i + 1]}".strip())
+        firsts.append(f"{literal(json_text(key) + ':')} {value} {tails[i + 1]}".strip())
         if required:
             return " | ".join(firsts)
-    return _group(" | ".join(firsts)) + "?" if firsts else ""
+    return group(" | ".join(firsts)) + "?" if firsts else ""
 
 
 # -- the public API -------------------------------------------------------------------------------
 
-def answer_gbnf(registry: Registry | None = None, max_calls: int = MAX_CALLS) -> str:
-    """The answer grammar as GBNF (llama.cpp's format; root rule ``root``)."""
+def answer_gbnf(registry: Registry | None = None, max_calls: int = MAX_CALLS, *, tools: Sequence[str] | None = None,
+                min_calls: int = 0) -> str:
+    """The answer grammar as GBNF (llama.cpp's format; root rule ``root``): ``none`` or 1..max_calls calls
+    of the registry; ``tools`` and ``min_calls`` narrow it to what a request allows (``result.AnswerSpec``)."""
     builder = _Builder()
-    builder.answer(registry or load_registry(), max_calls)
+    builder.answer(registry or load_registry(), max_calls, tools, min_calls)
     return builder.text()

@@ -12,13 +12,14 @@ import math
 
 DIGIT = "[0-9]"
 _FRACTION = '("." [0-9]+)'
-_ZERO_FRACTION = '("." "0"+)'
+_ZERO_FRACTION = '("." [0]+)'
 
 
 def _chars(text: str) -> str:
-    """A literal as one-character literals: llguidance lexes a multi-character literal as one lexeme, and
-    "100" beside [1-9] [0-9] would then never let "10" end (the lexer takes the longest lexeme)."""
-    return " ".join(f'"{c}"' for c in text)
+    """Digits as one-character classes ``[1] [0] [0]``: llguidance lexes a multi-character literal as one
+    lexeme, and "100" beside [1-9] [0-9] would then never let "10" end (the lexer takes the longest lexeme);
+    classes, unlike quoted literals, are never joined by the builder's tidying."""
+    return " ".join(f"[{c}]" for c in text)
 
 
 def _any_digits(n: int) -> str:
@@ -91,7 +92,7 @@ def _magnitude(lo: int, hi: int | None, *, zero_allowed: bool) -> str:
     alts = []
     low = lo
     if not zero_allowed and lo == 0:   # "-0.5" but not "-0" or "-0.0"
-        alts.append(f'"0" "." [0-9]* [1-9] [0-9]*')
+        alts.append('"0" "." [0-9]* [1-9] [0-9]*')
         low = 1
     if hi is None:
         alts.append(f'({" | ".join(natural_range(low, None))}) {_FRACTION}?')
