@@ -24,6 +24,7 @@ from toolforge.data.card import data_card, summary
 from toolforge.data.splits import (DATASET_SPLITS, HARD_TEST_CAP, HARD_TEST_KINDS, HARD_TEST_SHARE, HUMAN_EVAL,
                                    OTHER_HUMAN_SETS, TEST_SHARE, VAL_SHARE, BuildReport, DatasetBuild, hard_kinds)
 from toolforge.data.templates import DEFAULT_N, generate, normalize
+from toolforge.data.templates.pools import TEMPLATE_DIR
 
 DATA_CARD = "DATA_CARD.md"
 KAGGLE_WORKING_DATA = Path("/kaggle/working/data")  # where the dataset goes on Kaggle (inputs are read-only)
@@ -38,12 +39,18 @@ class GenerateConfig:
     out_dir: str = ""                 # "" = toolforge.paths.data_dir() (the repository's data/)
     extra_files: list[str] = field(default_factory=list)  # more labelled files in the example format
     strict: bool = False              # stop at the first bad line of an extra file instead of skipping it
+    registry: str = ""                # a registry YAML (tools import); "" = the built-in nine tools
+    templates: str = ""               # its template folder (<tool>.yaml, no_tool.yaml, chains.yaml); "" = the built-in
+    human_sets: list[str] = field(default_factory=list)  # hand-written sets kept out of the splits; [] = data/human_eval*.jsonl
 
     def command(self, teacher_used: bool = False) -> str:
         """The command line that regenerates this dataset (for the data card; no output path)."""
         parts = [f"python -m toolforge generate --n {self.n_examples} --seed {self.seed}",
                  f"--teacher on --teacher-queries {self.teacher_queries}" if teacher_used else "--teacher off"]
         parts += [f"--extra {' '.join(self.extra_files)}"] if self.extra_files else []
+        parts += [f"--registry {self.registry}"] if self.registry else []
+        parts += [f"--templates {self.templates}"] if self.templates else []
+        parts += [f"--human-sets {' '.join(self.human_sets)}"] if self.human_sets else []
         return " ".join(parts)
 
     def validate(self) -> None:
@@ -53,6 +60,13 @@ class GenerateConfig:
             raise ConfigError(f"teacher_queries: must be 0 or more, got {self.teacher_queries}")
         if self.use_teacher not in ("auto", "on", "off"):
             raise ConfigError(f"use_teacher: {self.use_teacher!r} is not one of ['auto', 'on', 'off']")
+        if self.registry and not Path(self.registry).is_file():
+            raise ConfigError(f"registry: {self.registry} is not a file")
+        if self.templates and not Path(self.templates).is_dir():
+            raise ConfigError(f"templates: {self.templates} is not a folder")
+        missing = [p for p in self.human_sets if not Path(p).is_file()]
+        if missing:  # a set silently skipped would let its queries into the splits
+            raise ConfigError(f"human_sets: no such file: {', '.join(missing)}")
 
 
 # -- building -------------------------------------------------------------------------------------------------
@@ -154,16 +168,17 @@ def human_keys(paths: Iterable[str | Path]) -> set[str]:
 
 def build_dataset(template_examples: Iterable[Example], extra_files: Iterable[str | Path] = (),
                   human_eval: str | Path | None = None, registry: Registry | None = None, seed: int = 0,
-                  strict: bool = False) -> DatasetBuild:
+                  strict: bool = False, human_sets: Iterable[str | Path] = ()) -> DatasetBuild:
     """Merge, validate, deduplicate and split. ``human_eval`` (a path) is read strictly: it is hand-written.
-    No generated query near-duplicates it or the other hand-written sets beside it (OTHER_HUMAN_SETS)."""
+    No generated query near-duplicates it or the other hand-written sets beside it (OTHER_HUMAN_SETS), nor
+    a query of ``human_sets`` (only their queries' keys are read)."""
     registry = registry or load_registry()
     report = BuildReport()
     examples = read_sources(template_examples, extra_files, registry, report, strict=strict)
     report.teacher_agreement = teacher_agreement(examples)
     human = read_examples(human_eval, registry) if human_eval else []
     others = [Path(human_eval).with_name(name) for name in OTHER_HUMAN_SETS] if human_eval else []
-    banned = {normalize(e.query) for e in human} | human_keys(others)
+    banned = {normalize(e.query) for e in human} | human_keys(others) | human_keys(human_sets)
     examples = deduplicate(examples, report, banned_keys=banned)
     rng = random.Random(seed)
     hard, rest = take_hard_test(examples, rng)
@@ -185,14 +200,15 @@ def default_human_eval_path(out_dir: Path) -> Path | None:
 # -- writing --------------------------------------------------------------------------------------------------
 
 def write_dataset(dataset: DatasetBuild, out_dir: str | Path, human_eval_path: str | Path | None = None,
-                  command: str = "python -m toolforge generate") -> Path:
+                  command: str = "python -m toolforge generate", registry: Registry | None = None,
+                  template_dir: str | Path | None = None, human_sets: Iterable[str] = ()) -> Path:
     """Write the splits and the data card (and a copy of human_eval.jsonl when it lives elsewhere),
     all-or-nothing: a failure at any point leaves the folder's earlier dataset as it was."""
     out = Path(out_dir)
     files = {out / f"{name}.jsonl": jsonl_text(dataset.splits[name]) for name in DATASET_SPLITS}
     if human_eval_path and Path(human_eval_path).resolve() != (out / HUMAN_EVAL).resolve():
         files[out / HUMAN_EVAL] = Path(human_eval_path).read_text(encoding="utf-8")
-    files[out / DATA_CARD] = data_card(dataset, command)
+    files[out / DATA_CARD] = data_card(dataset, command, registry, template_dir, list(human_sets))
     write_files(files)
     return out
 
@@ -232,14 +248,23 @@ def run(config: GenerateConfig, progress: bool = True, base_dir: str | Path | No
     out = output_dir(config, base_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out_dir: {out} is a file, not a folder")
-    template_examples = generate(config.n_examples, config.seed, progress=progress)
+    registry = load_registry(config.registry or None)
+    template_dir = Path(config.templates) if config.templates else None
+    try:
+        template_examples = generate(config.n_examples, config.seed, registry, progress, template_dir or TEMPLATE_DIR)
+    except (KeyError, ValueError) as e:   # a template file's mistake, named by file and family
+        raise ConfigError(f"templates: {e.args[0] if isinstance(e, KeyError) else e}") from None
     extra = [Path(p) for p in config.extra_files]
-    human_path = default_human_eval_path(out)
-    teacher = maybe_teacher_file(config, out, avoid=[human_path] if human_path else [])
+    # The built-in registry's hand-written sets are data/human_eval*.jsonl; given sets are only kept out.
+    human_path = default_human_eval_path(out) if not (config.human_sets or config.registry) else None
+    avoid = [human_path] if human_path else [Path(p) for p in config.human_sets]
+    teacher = maybe_teacher_file(config, out, avoid=avoid)
     if teacher:
         extra.append(teacher)
-    dataset = build_dataset(template_examples, extra, human_eval=human_path, seed=config.seed, strict=config.strict)
-    write_dataset(dataset, out, human_eval_path=human_path, command=config.command(teacher_used=bool(teacher)))
+    dataset = build_dataset(template_examples, extra, human_eval=human_path, registry=registry, seed=config.seed,
+                            strict=config.strict, human_sets=config.human_sets)
+    write_dataset(dataset, out, human_eval_path=human_path, command=config.command(teacher_used=bool(teacher)),
+                  registry=registry, template_dir=template_dir, human_sets=config.human_sets)
     return dataset
 
 

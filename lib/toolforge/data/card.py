@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
+from typing import Sequence
 
 from toolforge.data.splits import DATASET_SPLITS, HARD_TEST_CAP, HARD_TEST_SHARE, OTHER_HUMAN_SETS, DatasetBuild, hard_kinds
 from toolforge.data.templates import GENERATOR_RULES, UNITS, load_pools, load_templates
+from toolforge.data.templates.pools import TEMPLATE_DIR
+from toolforge.data.templates.slot_pools import pool_kind
 from toolforge.examples import CHAIN, NO_TOOL, Example
 from toolforge.markdown import markdown_table
 from toolforge.registry import Registry, load_registry, tool_names
@@ -46,18 +50,32 @@ def summary(dataset: DatasetBuild) -> str:
     return "\n".join(lines)
 
 
-def data_card(dataset: DatasetBuild, command: str = "python -m toolforge generate", registry: Registry | None = None) -> str:
+def _pool_size(pool) -> int:
+    return (pool["range"][1] - pool["range"][0]) // pool.get("step", 1) + 1 if pool_kind(pool) == "range" else len(pool)
+
+
+def data_card(dataset: DatasetBuild, command: str = "python -m toolforge generate", registry: Registry | None = None,
+              template_dir: str | Path | None = None, human_sets: Sequence[str] = ()) -> str:
+    """The card; ``template_dir`` (None: the built-in) and ``human_sets`` (the hand-written sets a build kept
+    out of the splits, said by name only: their queries are not described) for another registry's data."""
     registry = registry or load_registry()
+    own = template_dir is not None and Path(template_dir).resolve() != TEMPLATE_DIR.resolve()
     splits = {name: dataset.splits[name] for name in DATASET_SPLITS}
-    with_human = {**splits, "human_eval": dataset.human_eval}
+    with_human = {**splits, "human_eval": dataset.human_eval} if dataset.human_eval or not own else splits
     r = dataset.report
-    templates = load_templates(registry)
+    templates = load_templates(registry, Path(template_dir) if own else TEMPLATE_DIR)
     pools = load_pools()
     pool_sizes = [["places", len(pools.places)], ["words", len(pools.words)], ["languages", len(pools.languages)],
                   ["translate texts", len(pools.phrases)],
                   ["units", sum(len(u) for u in pools.units.values())],
                   ["wikipedia subjects", sum(len(v) for v in pools.topics.values())],
                   ["url domains / paths", f"{len(pools['domain'])} / {len(pools['url_path'])}"]]
+    if own:   # the template folder's pools (values, records, range sizes)
+        folder_pools: dict = {}
+        for family in templates.families:
+            for name, pool in family.pools.items():
+                folder_pools.setdefault(name, pool)
+        pool_sizes = [[f"{name} ({pool_kind(pool)})", _pool_size(pool)] for name, pool in folder_pools.items()]
     drop_rows = [[reason, n] for reason, n in r.invalid.most_common()] or [["(none)", 0]]
     agreement = "No teacher labels in this build."
     if r.teacher_agreement is not None:
@@ -74,6 +92,31 @@ def data_card(dataset: DatasetBuild, command: str = "python -m toolforge generat
     n_tools = len(registry.names)
     pairs_seen = sum(a != b for a, b in pairs)
     rules = "\n".join(f"- **{k}**: {v}" for k, v in GENERATOR_RULES.items())
+    human = f"""human_eval.jsonl is written by hand (source "human"), never used for training, and no generated query
+near-duplicates it or the other hand-written sets ({", ".join(OTHER_HUMAN_SETS)}). No two splits share a near-duplicate query (key: lower case, punctuation other than
+arithmetic operators removed, whitespace collapsed, polite prefixes and fillers removed). Its queries
+carry tags for what they test:
+
+{_count_table("tag", {"human_eval": dataset.human_eval}, lambda e: e.meta.get("tags") or ["(none)"], total=False)}"""
+    policy = f"""From the tool registry (lib/toolforge/tools.yaml):
+
+{registry.label_policy()}
+
+Canonical argument values (lib/toolforge/data/templates/pools.py):
+
+{rules}
+
+### Canonical units (unit_converter `from` / `to`)
+
+{units}"""
+    if own:
+        human = (f"No generated query near-duplicates a query of the hand-written sets kept out of the splits "
+                 f"({', '.join(human_sets) or 'none given'}; only their queries' near-duplicate keys are read). "
+                 "No two splits share a near-duplicate query (key: lower case, punctuation other than arithmetic "
+                 "operators removed, whitespace collapsed, polite prefixes and fillers removed).")
+        policy = (f"The registry's tools ({', '.join(registry.names)}) and their `policy` lines:\n\n"
+                  f"{registry.label_policy() or '(no policy lines in the registry)'}\n\nThe templates "
+                  f"({Path(template_dir).as_posix()}) write every label; their files say the policy they follow.")
     return f"""# ToolForge data card
 
 Regenerate (byte-identical for the same seed and sources):
@@ -89,12 +132,7 @@ surface noise applied and the edge-case tags.
 
 {_count_table("category", with_human, lambda e: [e.category])}
 
-human_eval.jsonl is written by hand (source "human"), never used for training, and no generated query
-near-duplicates it or the other hand-written sets ({", ".join(OTHER_HUMAN_SETS)}). No two splits share a near-duplicate query (key: lower case, punctuation other than
-arithmetic operators removed, whitespace collapsed, polite prefixes and fillers removed). Its queries
-carry tags for what they test:
-
-{_count_table("tag", {"human_eval": dataset.human_eval}, lambda e: e.meta.get("tags") or ["(none)"], total=False)}
+{human}
 
 ## Calls per tool (a chain counts each of its calls)
 
@@ -109,7 +147,7 @@ carry tags for what they test:
 {markdown_table(["dropped as invalid (reason)", "count"], drop_rows)}
 
 Exact duplicates removed: {r.exact_duplicates}. Near duplicates removed: {r.near_duplicates}.
-Removed as near-duplicates of hand-written queries (human_eval and {", ".join(OTHER_HUMAN_SETS)}): {r.human_eval_overlap}. Unreadable lines in extra files: {len(r.bad_lines)}.
+Removed as near-duplicates of hand-written queries ({", ".join(human_sets) if own else "human_eval and " + ", ".join(OTHER_HUMAN_SETS)}): {r.human_eval_overlap}. Unreadable lines in extra files: {len(r.bad_lines)}.
 
 Teacher/template agreement: {agreement}
 
@@ -137,7 +175,7 @@ tool or none (column "hard negatives for": the tools whose words they use).
 
 {markdown_table(["category", "families", "phrasings", "hard negatives for"], family_rows)}
 
-{_count_table("register", splits, lambda e: [e.meta["register"]] if e.source == "template" and e.category != CHAIN else [], total=False)}
+{_count_table("register", splits, lambda e: [e.meta["register"]] if "register" in e.meta and e.category != CHAIN else [], total=False)}
 
 Chains: {chain_share:.1%} of the template examples. Written as one request (chains.yaml families, such as parts
 that refer back: "... and what time is it there") or composed: one clause per call, in a plan that covers
@@ -149,17 +187,7 @@ calls out of run order: "X, but first Y").
 
 ## Label policy
 
-From the tool registry (lib/toolforge/tools.yaml):
-
-{registry.label_policy()}
-
-Canonical argument values (lib/toolforge/data/templates/pools.py):
-
-{rules}
-
-### Canonical units (unit_converter `from` / `to`)
-
-{units}
+{policy}
 """
 
 

@@ -67,6 +67,22 @@ def import_tools(source: str | Path, out_dir: str | Path | None = None) -> Path:
     return target
 
 
+def scaffold_main(folder: str) -> int:
+    from toolforge.data.templates.scaffold import scaffold
+
+    if not (Path(folder) / REGISTRY_FILE).is_file():
+        return usage_error("tools scaffold", f"{folder}: no {REGISTRY_FILE} (make one with `tools import FILE.json --out {folder}`)")
+    try:
+        written, skipped = scaffold(folder)
+    except (ValueError, OSError) as e:
+        return usage_error("tools scaffold", e)
+    for path in written:
+        print(f"tools scaffold: wrote {path}")
+    for path in skipped:
+        print(f"tools scaffold: skipped {path} (it exists; nothing overwritten)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolforge tools", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
                                                   "-> a registry (tools.yaml)")
     imported.add_argument("file", help="the tool list (JSON)")
     imported.add_argument("--out", help="folder for tools.yaml (default: the tool list's folder)")
+    scaffolded = commands.add_parser("scaffold", help="DIR/tools.yaml -> DIR/templates/ (one YAML file per tool, "
+                                                      "no_tool.yaml, chains.yaml); existing files are kept")
+    scaffolded.add_argument("dir", help="the folder holding tools.yaml")
     args = parser.parse_args(argv)
+    if args.command == "scaffold":
+        return scaffold_main(args.dir)
     try:
         target = import_tools(args.file, args.out)
     except (ToolListError, OSError) as e:

@@ -39,8 +39,9 @@ from tqdm import tqdm
 from toolforge.examples import CHAIN, NO_TOOL, Example
 from toolforge.registry import Registry, load_registry
 from toolforge.data.templates.noise import VERBATIM_SLOTS, Segment, add_noise, normalize
-from toolforge.data.templates.pools import TEMPLATE_DIR, Pools, load_pools, pick
+from toolforge.data.templates.pools import TEMPLATE_DIR, Pools, load_pools
 from toolforge.data.templates.slots import FRAMES
+from toolforge.data.templates.slot_pools import call_strings, check_pools, draw_slots, keep_verbatim, share_pools
 import toolforge.data.templates.arithmetic  # noqa: F401  (registers the calculator's frames in FRAMES)
 
 DEFAULT_N = 10000
@@ -52,7 +53,7 @@ WRITTEN_CHAIN_SHARE, TRIPLE_SHARE = 0.25, 0.2
 FORMS = ("ask", "do", "kw", "say", "context", "foreign")
 # The forms a chain part may take, and how often: keyword parts ("paris weather + 5 km in miles") are rarer.
 CLAUSE_FORMS = {"ask": 0.45, "do": 0.4, "kw": 0.15}
-_SLOT = re.compile(r"\{(\w+)\}")
+_SLOT = re.compile(r"\{(\w+(?:\.\w+)?)\}")   # {room}, or {duration.seconds}: a field of a record (slot_pools)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Family:
     tags: tuple[str, ...] = ()
     confuses: str | None = None           # hard negatives: the tool whose words it mentions
     pools: dict[str, list[Any]] = field(default_factory=dict)
+    verbatim: frozenset[str] = frozenset()   # pools whose words labels copy as typed (slot_pools): never re-cased
 
     @property
     def phrasing_count(self) -> int:
@@ -117,7 +119,10 @@ def _read_yaml(path: Path) -> dict:
 
 def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Family], dict]:
     raw = _read_yaml(path)
-    local_pools = raw.get("pools") or {}
+    local_pools = check_pools(raw.get("pools") or {}, path.name)
+    verbatim = frozenset(raw.get("verbatim") or ())
+    if verbatim - set(local_pools):
+        raise ValueError(f"{path.name}: verbatim names {sorted(verbatim - set(local_pools))}, which are not its pools")
     families = []
     for g, spec in enumerate(raw.get("families") or []):
         name = spec.get("name") or f"{g}"
@@ -145,14 +150,16 @@ def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Fami
         if not any(forms.get(f) for f in FORMS if f != "context"):
             raise ValueError(f"{where}: no phrasings (give {', '.join(f for f in FORMS if f != 'context')})")
         families.append(Family(id=f"{path.stem}.{name}", category=category, frames=frames, calls=calls, forms=forms,
-                               tags=tuple(spec.get("tags") or ()), confuses=confuses, pools=local_pools))
+                               tags=tuple(spec.get("tags") or ()), confuses=confuses, pools=local_pools,
+                               verbatim=verbatim))
     if len({f.id for f in families}) != len(families):
         raise ValueError(f"{path.name}: two families share a name")
     return families, raw
 
 
 def load_registers(template_dir: Path = TEMPLATE_DIR) -> tuple[dict[str, Register], list[str]]:
-    raw = _read_yaml(template_dir / "registers.yaml")
+    path = template_dir / "registers.yaml"
+    raw = _read_yaml(path if path.exists() else TEMPLATE_DIR / "registers.yaml")   # a registry's folder may reuse ours
     registers = {}
     for name, spec in raw["registers"].items():
         if spec["form"] not in FORMS:
@@ -173,6 +180,10 @@ def load_templates(registry: Registry | None = None, template_dir: Path = TEMPLA
         by_category[tool], _ = _load_file(path, tool, registry)
     by_category[NO_TOOL], _ = _load_file(template_dir / "no_tool.yaml", NO_TOOL, registry)
     by_category[CHAIN], raw = _load_file(template_dir / "chains.yaml", CHAIN, registry)
+    if template_dir.resolve() != TEMPLATE_DIR.resolve():   # a registry's own folder
+        share_pools([f for fams in by_category.values() for f in fams])
+        if not raw.get("connectors"):
+            raw = {**raw, **{k: v for k, v in _read_yaml(TEMPLATE_DIR / "chains.yaml").items() if k.endswith("connectors")}}
     connectors = {int(k): list(v) for k, v in (raw.get("connectors") or {}).items()}
     registers, contexts = load_registers(template_dir)
     return TemplateSet(by_category, registers, contexts, connectors)
@@ -194,7 +205,7 @@ def _free_pool(key: str, family: Family, pools: Pools) -> list[Any]:
 
 
 def slots_of(text: str, calls: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    in_calls = [m for _, args in calls for v in args.values() if isinstance(v, str) for m in _SLOT.findall(v)]
+    in_calls = [m for _, args in calls for v in args.values() for s in call_strings(v) for m in _SLOT.findall(s)]
     return list(dict.fromkeys(_SLOT.findall(text) + in_calls))
 
 
@@ -202,9 +213,7 @@ def draw_values(rng: random.Random, family: Family, text: str, pools: Pools) -> 
     values: dict[str, Any] = {}
     for frame in family.frames:
         values.update(FRAMES[frame](rng, pools))
-    for key in slots_of(text, family.calls):
-        if key not in values:
-            values[key] = pick(rng, _free_pool(key, family, pools))
+    draw_slots(rng, slots_of(text, family.calls), lambda name: _free_pool(name, family, pools), values)
     return values
 
 
@@ -222,6 +231,8 @@ def to_segments(text: str, values: dict[str, Any]) -> list[Segment]:
 def render_calls(calls: list[tuple[str, dict[str, Any]]], values: dict[str, Any]) -> list[dict[str, Any]]:
     """Fill the call arguments; an argument that is exactly one slot keeps the slot's type (numbers)."""
     def fill(spec: Any) -> Any:
+        if isinstance(spec, (list, dict)):   # arrays and nested objects: their strings are filled
+            return [fill(v) for v in spec] if isinstance(spec, list) else {k: fill(v) for k, v in spec.items()}
         if not isinstance(spec, str):
             return spec
         whole = _SLOT.fullmatch(spec)
@@ -269,7 +280,7 @@ def render(rng: random.Random, family: Family, register: Register, pools: Pools,
     if "{context}" in text:
         text = text.replace("{context}", rng.choice(family.forms.get("context") or list(contexts)))
     values = draw_values(rng, family, text, pools)
-    segments = _spoken(rng, to_segments(text, values), register)
+    segments = _spoken(rng, keep_verbatim(to_segments(text, values), family.pools, family.verbatim), register)
     tags = list(family.tags) + list(register.tags)
     return Draft(segments, render_calls(family.calls, values), f"{family.id}.{register.form}{k}", family.id,
                  register.name, tags)
