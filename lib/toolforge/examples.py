@@ -15,6 +15,7 @@ import json
 import os
 import random
 import secrets
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, TypeVar
@@ -177,12 +178,20 @@ def jsonl_text(rows: Iterable[Example | dict[str, Any]]) -> str:
 
 def check_output_path(path: str | Path) -> None:
     """Raise OSError with a clear message when ``path`` cannot become a file: a command calls this
-    before long work whose results it will write there, so that they are not lost at the end."""
+    before long work whose results it will write there, so that they are not lost at the end. The
+    nearest folder on its path that exists must take a new file (tried with a temporary one: permissions,
+    a read-only file system)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder; give a file path to write")
     if any(parent.exists() and not parent.is_dir() for parent in path.parents):
         raise NotADirectoryError(f"{path}: cannot be written, a folder on its path is a file")
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise PermissionError(f"{path}: cannot be written: {folder}: {e.strerror or e}") from None
 
 
 def write_files(contents: Mapping[str | Path, str]) -> None:

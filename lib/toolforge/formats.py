@@ -45,6 +45,9 @@ _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 # The last label of a host that WHATWG URL parsers (and so fetchers) read as an IPv4 number.
 _NUMERIC_LABEL = re.compile(r"\d+|0x[0-9a-f]*")
 _AUTHORITY = re.compile(r"(?P<host>\[[^\]]*\]|[^:\[\]]*)(?::(?P<port>\d{1,5}))?")
+# Not globally reachable in IANA's special-purpose registries though older Pythons' ipaddress calls them
+# global: 192.0.0.0/24 (IETF protocol assignments, e.g. 192.0.0.8) and 2001::/23 (Teredo, ORCHID, AMT, ...).
+_NOT_PUBLIC = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("2001::/23"))
 
 
 def url_problem(url: object, allowlist: Iterable[str] = ()) -> str | None:
@@ -121,7 +124,7 @@ def _address_problem(address, where: str) -> str | None:
     for kind in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
         if getattr(address, f"is_{kind}"):
             return f"{where} names a {kind.replace('_', '-')} address ({address})"
-    if not address.is_global:
+    if not address.is_global or any(address in net for net in _NOT_PUBLIC if net.version == address.version):
         return f"{where} names a non-public address ({address})"
     return None
 
@@ -159,7 +162,9 @@ FUNCTIONS: dict[str, tuple[int, int | None]] = {
 CONSTANTS = ("pi", "e")
 MAX_EXPRESSION_CHARS = 500
 _OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.UAdd, ast.USub)
-_EXPRESSION_CHARS = re.compile(r"[0-9a-zE .+\-*/%(),]*")   # E: 6.02E+23
+# What an expression is written in: numbers (never run into a letter: no "1j", "0x1f", "2pi"), lower-case
+# names, operators, parentheses, commas and spaces. Python's parser then says whether they make an expression.
+_LEXEMES = re.compile(r"(?:\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])|[a-z]+\b|[-+*/%(), ])*")
 
 
 def arithmetic_problem(text: object) -> str | None:
@@ -169,9 +174,8 @@ def arithmetic_problem(text: object) -> str | None:
         return f"an expression must be a string, got {type(text).__name__}"
     if len(text) > MAX_EXPRESSION_CHARS:
         return f"an expression of {len(text)} characters is longer than {MAX_EXPRESSION_CHARS}"
-    if not _EXPRESSION_CHARS.fullmatch(text):
-        bad = next(ch for ch in text if not _EXPRESSION_CHARS.fullmatch(ch))
-        return f"{text!r} holds {bad!r}, which is not arithmetic"
+    if not _LEXEMES.fullmatch(text):
+        return f"{text!r} is not written in numbers, operators, parentheses and names"
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -1,22 +1,31 @@
 """What an agent calls: ``route_for_agent(query)`` -> a decision it can act on, never an exception.
 
-The model router answers when it can; on any failure (missing model, no GPU, timeout, invalid
-output) the heuristic router answers instead, and the decision says which router answered and why.
-The tool -> decision-type map is configurable.
+The model router answers when it can; on any failure (missing model, no GPU, timeout, a full queue,
+invalid output) the heuristic router answers instead, and the decision says which router answered and
+why. The tool -> decision-type map is configurable.
+
+Queries reach the model through its bounded work queue (``toolforge.route.work_queue``): a query whose
+caller has stopped waiting is never started, so timeouts leave no work behind. A router is loaded once,
+in the background; a load that failed is tried again after a back-off (1 s, doubling to 60 s), and the
+decisions in between say so.
 """
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import threading
 import time
+import warnings
 import weakref
-from concurrent.futures import Future, TimeoutError
+from concurrent.futures import CancelledError, Future, TimeoutError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from toolforge.route.result import ERROR, LOADING, TIMEOUT, UNAVAILABLE, RouteResult, RouterUnavailable
+from toolforge.route.result import BUSY, ERROR, LOADING, TIMEOUT, UNAVAILABLE, RouteResult, RouterUnavailable
 from toolforge.route.router import BaseRouter, Router
+from toolforge.route.work_queue import QueueFull, work_queue
 
 # Tool -> an agent's decision type. "no_tool" and "chain" are the two outcomes that are not one tool.
 DEFAULT_DECISION_MAP = {
@@ -27,6 +36,9 @@ DEFAULT_DECISION_MAP = {
 }
 # The fallback's own budget when the model used up the timeout: the heuristic answers in a millisecond.
 FALLBACK_GRACE_S = 0.1
+# After a failed load the next is tried LOAD_RETRY_S later, then twice as long after each failure, at most
+# LOAD_RETRY_MAX_S: a process started before its model existed picks it up once it does.
+LOAD_RETRY_S, LOAD_RETRY_MAX_S = 1.0, 60.0
 
 
 @dataclass
@@ -71,22 +83,58 @@ def shared_router() -> Router:
         return _SHARED
 
 
+@dataclass
+class _Load:
+    future: Future
+    attempt: int
+    retry_at: float | None = None   # when a failed load may be tried again
+
+
 def loading(router: BaseRouter) -> Future:
-    """The one background load of ``router``: started by the first caller, shared by all later ones
-    (a load that fails stays failed: its exception is the future's)."""
+    """The background load of ``router``: started by the first caller and shared by the later ones; once
+    it has failed, the first caller after its back-off starts the next attempt."""
     with _LOADS_LOCK:
-        future = _LOADS.get(router)
-        if future is None:
-            future = _LOADS[router] = Future()
-            threading.Thread(target=_run_into, args=(future, router.load), daemon=True,
-                             name=f"load {router.name}").start()
-        return future
+        load = _LOADS.get(router)
+        if load is None or load.retry_at is not None and _load_clock() >= load.retry_at:
+            load = _LOADS[router] = _Load(Future(), load.attempt + 1 if load else 1)
+            threading.Thread(target=_load, args=(load, router), daemon=True, name=f"load {router.name}").start()
+        return load.future
+
+
+def _load(load: _Load, router: BaseRouter) -> None:
+    try:
+        router.load()
+    except Exception as e:  # handed to whoever waits on the future
+        load.retry_at = _load_clock() + min(LOAD_RETRY_MAX_S, LOAD_RETRY_S * 2 ** (load.attempt - 1))
+        load.future.set_exception(e)
+    else:
+        load.future.set_result(True)   # not the router: the table of loads must not keep it alive
+
+
+def _load_failure(router: BaseRouter, e: Exception) -> str:
+    """A failed load's error, with when the next attempt comes."""
+    load = _LOADS.get(router)
+    if load is None or load.retry_at is None:
+        return str(e)
+    wait = max(0.0, load.retry_at - _load_clock())
+    return f"{e} (load attempt {load.attempt} failed; the next is tried in {wait:.0f} s or later)"
+
+
+def check_timeout(timeout_s: Any) -> float | None:
+    """``timeout_s`` as seconds, None for no limit (None or inf); ValueError when it is not a number >= 0."""
+    if timeout_s is None:
+        return None
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real) or math.isnan(timeout_s) \
+            or timeout_s < 0:
+        raise ValueError(f"timeout_s must be None or a number of seconds >= 0, got {timeout_s!r}")
+    return None if math.isinf(timeout_s) else float(timeout_s)
 
 
 def within(fn: Callable[[], RouteResult], timeout_s: float | None, who: str) -> RouteResult:
     """``fn()`` with at most ``timeout_s`` of waiting (None: no limit); an exception or the timeout
-    becomes a failed RouteResult. A call that times out runs on in its thread; its answer is dropped."""
-    start = time.perf_counter()
+    becomes a failed RouteResult. A call that times out runs on in its thread, its answer dropped: the
+    fallback's way (the heuristic answers in a millisecond); the model goes through its work queue."""
+    start = time.monotonic()
     future: Future = Future()
     if timeout_s is None:
         _run_into(future, fn)
@@ -117,31 +165,35 @@ def route_for_agent(query: Any, router: BaseRouter | None = None, fallback: Base
                     decision_map: dict[str, str] | str | Path | None = None) -> AgentDecision:
     """The router's decision for an agent, falling back to the heuristic router on any failure.
 
-    Never raises for any query (None, empty, huge, control tokens ...) and returns within
+    Never raises for any query (None, empty, huge, control tokens, not text ...) and returns within
     ``timeout_s`` + FALLBACK_GRACE_S, the fallback included; ``answered_by`` says which router
-    answered. ``router`` defaults to the process's one model router (``shared_router``); a router
-    is loaded once, in the background: while it loads, queries that cannot wait get the fallback.
-    Call ``route_for_agent("warm-up")`` without a timeout at start-up to wait for the load instead.
+    answered. ``timeout_s``: seconds, None or inf for no limit; any other value (a string, a negative
+    number, NaN) is a mistake, said once as a warning, and the fallback answers. ``router`` defaults to
+    the process's one model router (``shared_router``), reached through its bounded work queue: a
+    query that cannot be started before its deadline, or that finds the queue full, gets the fallback.
+    A router is loaded once, in the background: while it loads, queries that cannot wait get the
+    fallback; a failed load is tried again after a back-off. Call ``route_for_agent("warm-up")``
+    without a timeout at start-up to wait for the load instead.
     """
     mapping = load_decision_map(decision_map)
     router = router if router is not None else shared_router()
     fallback = fallback if fallback is not None else _heuristic()
-    deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+    start = time.monotonic()
+    try:
+        timeout_s = check_timeout(timeout_s)
+    except ValueError as e:
+        warnings.warn(f"route_for_agent: {e}; the fallback answers", stacklevel=2)
+        first = _failed(router.name, start, str(e), ERROR)
+        timeout_s = 0.0
+    else:
+        first = None
+    deadline = None if timeout_s is None else start + timeout_s
 
     def left() -> float | None:
-        return None if deadline is None else max(0.0, deadline - time.perf_counter())
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-    start = time.perf_counter()
-    load = loading(router)
-    try:
-        load.result(timeout=left())
-        first = within(lambda: router.route(query), left(), router.name)
-    except TimeoutError:
-        first = _failed(router.name, start, f"still loading after {timeout_s:g} s", LOADING)
-    except RouterUnavailable as e:
-        first = _failed(router.name, start, str(e), UNAVAILABLE)
-    except Exception as e:  # a load that failed in any other way
-        first = _failed(router.name, start, f"{type(e).__name__}: {e}", ERROR)
+    if first is None:
+        first = _ask(router, query, timeout_s, deadline, left, start)
     if first.ok:
         return AgentDecision(decide(first.tool_calls, mapping), first.tool_calls, router.name, first.latency_ms,
                              result=first)
@@ -150,15 +202,42 @@ def route_for_agent(query: Any, router: BaseRouter | None = None, fallback: Base
     second = within(lambda: fall_back(query, first, fallback), budget, fallback.name)
     if not second.ok:  # even the fallback failed: say so and answer directly rather than call a bad tool
         return AgentDecision(mapping["no_tool"], [], f"none (fallback failed: {second.error})",
-                             (time.perf_counter() - start) * 1000, reason, second)
+                             (time.monotonic() - start) * 1000, reason, second)
     return AgentDecision(decide(second.tool_calls, mapping), second.tool_calls, second.source,
                          second.latency_ms, reason, second)
 
 
+def _ask(router: BaseRouter, query: Any, timeout_s: float | None, deadline: float | None,
+         left: Callable[[], float | None], start: float) -> RouteResult:
+    """The router's answer through its queue, once it is loaded; any failure as a failed RouteResult."""
+    try:
+        loading(router).result(timeout=left())
+    except TimeoutError:
+        return _failed(router.name, start, f"still loading after {timeout_s:g} s", LOADING)
+    except RouterUnavailable as e:
+        return _failed(router.name, start, _load_failure(router, e), UNAVAILABLE)
+    except Exception as e:  # a load that failed in any other way
+        return _failed(router.name, start, f"{type(e).__name__}: {_load_failure(router, e)}", ERROR)
+    try:
+        future = work_queue(router).submit(query, deadline)
+    except QueueFull as e:
+        return _failed(router.name, start, str(e), BUSY)
+    try:
+        return future.result(timeout=left())
+    except (TimeoutError, CancelledError):
+        future.cancel()   # not started yet: it never will be
+        return _failed(router.name, start, f"timed out after {timeout_s:g} s", TIMEOUT)
+    except RouterUnavailable as e:
+        return _failed(router.name, start, str(e), UNAVAILABLE)
+    except Exception as e:  # any failure of a router is a reason to fall back, not to crash the agent
+        return _failed(router.name, start, f"{type(e).__name__}: {e}", ERROR)
+
+
 _SHARED: Router | None = None
 _SHARED_LOCK = threading.Lock()
-_LOADS: "weakref.WeakKeyDictionary[BaseRouter, Future]" = weakref.WeakKeyDictionary()
+_LOADS: "weakref.WeakKeyDictionary[BaseRouter, _Load]" = weakref.WeakKeyDictionary()
 _LOADS_LOCK = threading.Lock()
+_load_clock = time.monotonic   # what the load back-off reads (a test sets its own)
 
 
 @functools.cache
@@ -175,4 +254,4 @@ def _run_into(future: Future, fn: Callable[[], Any]) -> None:
 
 
 def _failed(who: str, start: float, error: str, kind: str) -> RouteResult:
-    return RouteResult(None, (time.perf_counter() - start) * 1000, who, error, kind)
+    return RouteResult(None, (time.monotonic() - start) * 1000, who, error, kind)

@@ -2,12 +2,14 @@
 
 Each output line is ``{"query", "tool_calls", "latency_ms", "source"}`` in input order (``[]`` = no
 tool, ``null`` = failed, with ``error``). ``--fallback heuristic`` answers with the heuristic router
-wherever the first router fails, as ``route_for_agent`` does.
+wherever the first router fails, as ``route_for_agent`` does. What can be checked before routing is:
+the output path, the input (an empty file says so and routes nothing), and the model (a run whose
+arm.yaml cannot be read is one line). A query that is not valid text (a lone surrogate) is a failed
+row, written as its JSON escape.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -56,16 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = {"device": args.device, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
     elif args.router == "embedding" and args.train:
         kwargs = {"train_path": args.train}
+    from toolforge.examples import BadLine, check_output_path, read_queries
+    try:
+        if args.output:
+            check_output_path(args.output)
+        queries = [row["query"] for row in read_queries(args.input)] if args.input else [args.query]
+    except (BadLine, OSError) as e:
+        print(f"route: {e}", file=sys.stderr)
+        return 2
+    if not queries:
+        print(f"route: {args.input} holds no queries; nothing routed", file=sys.stderr)
+        return 1
     router = make_router(args.router, args.model, **kwargs)
-    if args.input:
-        from toolforge.examples import BadLine, read_queries
-        try:
-            queries = [row["query"] for row in read_queries(args.input)]
-        except (BadLine, OSError) as e:
-            print(f"route: {e}", file=sys.stderr)
-            return 2
-    else:
-        queries = [args.query]
     devices = route_devices(args.router, args.device) if args.input else []
     if len(devices) > 1:  # several GPUs: one route process per GPU, each on a shard (toolforge.route.shards)
         try:
@@ -96,6 +100,6 @@ def write_rows(rows: list[dict[str, Any]], output: str | None) -> int:
         failed = sum(r["tool_calls"] is None for r in rows)
         print(f"route: {len(rows)} predictions -> {output} ({failed} failed)", file=sys.stderr)
     else:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+        from toolforge.examples import jsonl_text
+        sys.stdout.write(jsonl_text(rows))   # a lone surrogate as its JSON escape, as in a file
     return 0

@@ -24,12 +24,16 @@ PARSE_FAILURES = (INVALID_JSON, BAD_FORMAT)
 UNKNOWN_TOOL = "unknown_tool"
 SCHEMA_INVALID = "schema_invalid"
 TOO_MANY_CALLS = "too_many_calls"
+# The query cannot be routed: it is not text UTF-8 can carry (a lone surrogate).
+INVALID_QUERY = "invalid_query"
 # The router did not answer.
 UNAVAILABLE = "unavailable"   # its model is missing or cannot run here (RouterUnavailable)
 LOADING = "loading"           # its model was still loading when the caller's time ran out
-TIMEOUT = "timeout"           # it did not answer within the caller's time
+TIMEOUT = "timeout"           # it did not answer within the caller's time (never started, if it could not be)
+BUSY = "busy"                 # its work queue was full (toolforge.route.work_queue)
 ERROR = "error"               # any other exception
-ERROR_KINDS = (*PARSE_FAILURES, UNKNOWN_TOOL, SCHEMA_INVALID, TOO_MANY_CALLS, UNAVAILABLE, LOADING, TIMEOUT, ERROR)
+ERROR_KINDS = (*PARSE_FAILURES, UNKNOWN_TOOL, SCHEMA_INVALID, TOO_MANY_CALLS, INVALID_QUERY, UNAVAILABLE, LOADING,
+               TIMEOUT, BUSY, ERROR)
 
 
 @dataclass

@@ -4,7 +4,9 @@ Every router answers ``route(query) -> RouteResult`` and ``route_batch(queries)`
 router proposes is checked against the tool registry before it is returned (``BaseRouter.check``):
 an unparseable answer, an unknown tool or schema-invalid arguments make a failed result
 (``tool_calls is None``, ``error``/``error_kind`` say why), never calls passed on to an agent; a call
-written twice (same tool, same arguments) is kept once.
+written twice (same tool, same arguments) is kept once. The registry's formats (``toolforge.formats``)
+hold there too: no URL to a non-public host, no code in an expression, whichever router wrote it
+(a router that picks tools only passes no arguments on at all).
 
 - ``Router`` (name "model"): the fine-tuned model (a run folder, merged model, HF folder or GGUF
   file), loaded on first use, decoding greedily through a backend (``toolforge.route.backends``).
@@ -26,11 +28,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from toolforge.config import ConfigError
 from toolforge.prompt import MAX_CALLS, AnswerParseError, build_messages, parse_answer
 from toolforge.registry import Registry, load_registry
 from toolforge.run import RunDir
-from toolforge.route.result import (DEFAULT_MAX_NEW_TOKENS, QUERY_TAIL_CHARS, SCHEMA_INVALID, TOO_MANY_CALLS, UNKNOWN_TOOL,
-                                    RouteResult, RouterUnavailable)
+from toolforge.route.result import (DEFAULT_MAX_NEW_TOKENS, INVALID_QUERY, QUERY_TAIL_CHARS, SCHEMA_INVALID,
+                                    TOO_MANY_CALLS, UNKNOWN_TOOL, RouteResult, RouterUnavailable)
 
 class BaseRouter:
     """Shared plumbing: timing, batching and validation. Subclasses implement ``_propose``."""
@@ -55,11 +58,11 @@ class BaseRouter:
         """The strings in ``text`` that this router's model would read as control tokens."""
         return set()
 
-    def clean(self, query: Any) -> str:
-        """The query as the router reads it: text (None is empty), its last QUERY_TAIL_CHARS
-        characters, without control tokens typed into it (``<end_of_turn>`` must not end the turn)."""
-        text = "" if query is None else str(query)
-        text = text[-QUERY_TAIL_CHARS:]
+    def clean(self, query: str | None) -> str:
+        """The query as the router reads it: its last QUERY_TAIL_CHARS characters (None is empty),
+        without control tokens typed into it (``<end_of_turn>`` must not end the turn). TypeError for
+        a query that is neither a string nor None; the text must be one UTF-8 can carry."""
+        text = query_text(query)
         while True:  # until none is left: removing one can join the pieces of another
             stripped = text
             for token in sorted(self.control_tokens(text), key=len, reverse=True):
@@ -68,17 +71,26 @@ class BaseRouter:
                 return text
             text = stripped
 
-    def route(self, query: str) -> RouteResult:
+    def route(self, query: str | None) -> RouteResult:
+        """The checked decision for one query. None, an empty or a whitespace-only query gets ``[]``
+        (no tool); a query UTF-8 cannot carry (a lone surrogate) a failed result (``invalid_query``);
+        a query that is neither a string nor None raises TypeError."""
         return self.route_batch([query], batch_size=1)[0]
 
-    def route_batch(self, queries: Sequence[str], batch_size: int | None = None,
+    def route_batch(self, queries: Sequence[str | None], batch_size: int | None = None,
                     progress: bool = False) -> list[RouteResult]:
         """Route many queries, ``batch_size`` at a time; each result's latency is its batch's wall
         time divided by the batch size (the amortised cost per query). An empty or whitespace-only
-        query needs no tool: it gets ``[]`` without asking the model."""
+        query needs no tool: it gets ``[]`` without asking the model; one UTF-8 cannot carry gets a
+        failed result; a query neither a string nor None raises TypeError before any work."""
+        texts = [query_text(q) for q in queries]
+        unreadable = {i: why for i, text in enumerate(texts) if (why := unreadable_text(text))}
+        results: list[RouteResult] = [RouteResult(None, 0.0, self.name, unreadable[i], INVALID_QUERY)
+                                      if i in unreadable else RouteResult([], 0.0, self.name) for i in range(len(texts))]
+        if not any(text.strip() for i, text in enumerate(texts) if i not in unreadable):
+            return results   # nothing to ask the model: it is not even loaded
         self.load()
-        queries = [self.clean(q) for q in queries]
-        results: list[RouteResult] = [RouteResult([], 0.0, self.name) for _ in queries]
+        queries = ["" if i in unreadable else self.clean(text) for i, text in enumerate(texts)]
         asked = [i for i, q in enumerate(queries) if q.strip()]
         size = max(1, batch_size or self.batch_size)
         chunks = [asked[i:i + size] for i in range(0, len(asked), size)]
@@ -109,9 +121,31 @@ class BaseRouter:
                 return RouteResult(None, latency_ms, self.name, f"unknown tool {call['name']!r}", UNKNOWN_TOOL, raw)
         if self.extracts_arguments:
             reason = self.registry.check_calls(calls)
-            if reason:
-                return RouteResult(None, latency_ms, self.name, reason, SCHEMA_INVALID, raw)
+        else:   # a router that picks tools only passes no argument on, checked or not
+            reason = next((f"{call['name']}: a router that picks tools only gave arguments" for call in calls
+                           if call.get("arguments")), None)
+        if reason:
+            return RouteResult(None, latency_ms, self.name, reason, SCHEMA_INVALID, raw)
         return RouteResult(calls, latency_ms, self.name, raw=raw)
+
+
+def query_text(query: str | None) -> str:
+    """What a router reads of a query: its last QUERY_TAIL_CHARS characters (a longer one keeps its
+    tail, where the request usually is); None is empty; TypeError for anything else."""
+    if query is None:
+        return ""
+    if not isinstance(query, str):
+        raise TypeError(f"a query must be a string or None, got {type(query).__name__}")
+    return query[-QUERY_TAIL_CHARS:]
+
+
+def unreadable_text(text: str) -> str | None:
+    """Why ``text`` cannot be routed (a lone surrogate, which no tokenizer or UTF-8 file takes), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"the query is not valid text: a lone surrogate {text[e.start]!r} at character {e.start}"
+    return None
 
 
 def without_repeats(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,9 +198,14 @@ class Router(BaseRouter):
         self._busy = threading.Lock()   # backends are not thread-safe: one batch at a time
 
     def load(self) -> "Router":
+        """Load the model once (later calls return at once); RouterUnavailable when it cannot be, a
+        run whose arm.yaml cannot be read included (the message names the file)."""
         with self._lock:
             if self.backend is None:
-                self.backend = self._open()
+                try:
+                    self.backend = self._open()
+                except ConfigError as e:
+                    raise RouterUnavailable(str(e)) from None
         return self
 
     def _open(self):
