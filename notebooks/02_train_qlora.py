@@ -69,6 +69,7 @@ lr_scheduler = "cosine"
 warmup_ratio = 0.03
 epochs = 3.0
 batch_size = 16                    # per device
+length_group = 16                  # batches cut from groups of this many batches sorted by length, then shuffled
 gradient_accumulation_steps = 1    # effective batch = batch_size * this * gpus
 gpus = 1                           # processes, one per GPU (DDP); 2 on Kaggle's 2x T4: this kernel starts them
 max_steps = -1                     # > 0 caps training steps (the CPU demo arm)
@@ -76,7 +77,7 @@ max_seq_length = 512               # longer examples are left out (and counted),
 share_prompt_prefix = True         # run the prompt prefix all examples of a batch share once per batch
 gradient_checkpointing = False     # trades speed for memory: on for 7B QLoRA on a T4, off for small models
 eval_steps = 50                    # validation loss every N steps; best checkpoint kept
-early_stopping_patience = 3        # evaluations without improvement before stopping; 0 = off
+early_stopping_epochs = 1.0        # epochs without a new best validation loss before stopping (never in the first)
 logging_steps = 10                 # training loss logged every N steps
 seed = 42
 wandb_project = "toolforge"        # used only when WANDB_API_KEY or WANDB_MODE is set
@@ -107,7 +108,7 @@ print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / tot
 
 # %% [markdown]
 # Train. Validation loss every `eval_steps`; the best checkpoint is kept, and training stops after
-# `early_stopping_patience` evaluations without improvement. Then the run folder is written.
+# `early_stopping_epochs` epochs without a new best (never inside the first epoch). Then the run folder is written.
 
 # %%
 print(f"training on {job.n_train} examples, validation loss on {job.n_eval}")

@@ -35,7 +35,7 @@ if [ "${SMOKE:-0}" = 1 ]; then  # a CPU: the tiny model and data, so that every 
   SMOKE_DIR=${SMOKE_DIR:-$(mktemp -d)}
   "$PY" scripts/bench/ddp_smoke_data.py "$SMOKE_DIR"
   common+=(--model "$SMOKE_DIR/model" --data_dir "$SMOKE_DIR/data" --prompt_style bare --lora_r 4 --lora_alpha 8
-           --eval_steps 2 --logging_steps 1 --early_stopping_patience 0)
+           --eval_steps 2 --logging_steps 1 --early_stopping_epochs 0)
   device=(--device cpu)
   t4=()  # no 4-bit, fp16 or checkpointing on a CPU
   batch=(4 2)

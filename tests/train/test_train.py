@@ -230,18 +230,23 @@ def test_run_folder_loads_for_inference_with_the_best_weights(trained_run):
     assert eval_loss_of(model, tokenizer, arm) == pytest.approx(metrics["best_eval_loss"], rel=1e-4)
 
 
-def test_best_checkpoint_is_kept_and_training_stops_early(tiny_model_dir, tmp_path):
+def test_best_checkpoint_is_kept_and_training_stops_early_but_not_in_the_first_epoch(tiny_model_dir, tmp_path):
     from toolforge.model import load_for_inference
 
     # Validation asks the training queries for other queries' calls: what training teaches makes it worse,
-    # so the validation loss rises after the first evaluation (by design, not by a learning rate's luck).
+    # so the validation loss rises after the first evaluations (by design, not by a learning rate's luck).
+    # 32 examples in batches of 4: 8 steps an epoch, an evaluation every step. A patience counted in
+    # evaluations (3) stopped such a run at step 4, half an epoch; counted in epochs it trains the first.
     write_jsonl(tmp_path / "data" / "train.jsonl", examples(32, "tr"))
     write_jsonl(tmp_path / "data" / "val.jsonl", [Example(id=f"va-{i}", query=query, tool_calls=CALLS[(i + 1) % len(CALLS)][1])
                                                   for i, (query, _) in enumerate(CALLS)])
-    arm = tiny_arm(tiny_model_dir, tmp_path / "data", tmp_path, learning_rate=0.05, max_steps=40, eval_steps=2,
-                   early_stopping_patience=1, name="diverges")
+    arm = tiny_arm(tiny_model_dir, tmp_path / "data", tmp_path, learning_rate=0.05, max_steps=40, eval_steps=1,
+                   early_stopping_epochs=0.5, name="diverges")
     metrics = train(arm, device="cpu")
-    assert metrics["stopped_early"] and metrics["steps"] < 40
+    worse = [e for e in metrics["eval_loss"] if e["step"] <= 8 and e["loss"] > metrics["best_eval_loss"]]
+    assert len(worse) >= 3                                  # three evaluations without a new best inside epoch 1
+    assert metrics["stopped_early"] and 8 <= metrics["steps"] < 40 and metrics["epochs"] >= 1
+    assert metrics["steps"] == max(8, metrics["best_step"] + 4)  # stopped once 0.5 epochs (4 steps) passed the best
     last = metrics["eval_loss"][-1]
     assert last["loss"] > metrics["best_eval_loss"] and metrics["best_step"] < last["step"]
     model, tokenizer = load_for_inference(arm.run_dir, device="cpu")
@@ -392,3 +397,21 @@ def test_the_cpu_recipe_trains_and_its_validation_loss_is_the_loaded_models(tiny
     assert vocabulary == sorted({t for row in rows for t in row["input_ids"]})  # every train and val token
     assert eval_loss_of(model, tokenizer, arm, torch.tensor(vocabulary)) == pytest.approx(metrics["best_eval_loss"], rel=1e-4)
     assert metrics["eval_loss"][-1]["loss"] < metrics["eval_loss"][0]["loss"]
+
+
+def test_progress_lines_say_step_loss_and_time_left(capsys):
+    from types import SimpleNamespace
+
+    from toolforge.train.trainer import progress_callback, progress_line
+
+    assert progress_line(40, 400, 80.0, {"loss": 0.31234, "epoch": 0.78}) == \
+        "train: step 40/400 (10%), epoch 0.78, loss 0.3123, 1:20 elapsed, about 12:00 left"
+    assert progress_line(200, 400, 4000.0, {"loss": 0.1, "epoch": 1.5}).endswith("1:06:40 elapsed, about 1:06:40 left")
+    assert progress_line(225, 413, 99.0, {"eval_loss": 0.11041}) == "train: step 225/413 (54%), validation loss 0.1104"
+    assert progress_line(413, 413, 99.0, {"train_runtime": 99.0}) is None  # the closing summary entry
+    ticks = iter([100.0, 130.0])
+    callback = progress_callback(clock=lambda: next(ticks))
+    state = SimpleNamespace(global_step=10, max_steps=40, is_world_process_zero=True)
+    callback.on_train_begin(None, state, None)
+    callback.on_log(None, state, None, logs={"loss": 1.5, "epoch": 0.25})
+    assert capsys.readouterr().out == "train: step 10/40 (25%), epoch 0.25, loss 1.5000, 0:30 elapsed, about 1:30 left\n"

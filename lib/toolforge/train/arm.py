@@ -55,6 +55,9 @@ class ArmConfig:
     warmup_ratio: float = 0.03
     epochs: float = 3.0
     batch_size: int = 16                     # per device
+    length_group: int = 16                   # batches are cut from groups of this many batches' examples sorted by
+                                             # length, then shuffled (train.schedule): little padding, no run of
+                                             # long or short batches; 1 = random batches
     gradient_accumulation_steps: int = 1     # effective batch = batch_size * this * gpus
     gpus: int = 1                            # processes, one per GPU (DDP through accelerate launch; the train
                                              # command starts them itself); with --device cpu, CPU processes
@@ -64,7 +67,8 @@ class ArmConfig:
                                              # prompt) once per batch, not once per example; same loss
     gradient_checkpointing: bool = False     # trades speed for memory: on for 7B QLoRA on a T4, off for small models
     eval_steps: int = 50                     # validation loss every N steps; best checkpoint kept
-    early_stopping_patience: int = 3         # evaluations without improvement before stopping; 0 = off
+    early_stopping_epochs: float = 1.0       # stop after this many epochs without a new best validation loss,
+                                             # never inside the first epoch; 0 = off (the best checkpoint is kept)
     logging_steps: int = 10                  # training loss logged every N steps
     seed: int = 42
     wandb_project: str = "toolforge"         # used only when WANDB_API_KEY or WANDB_MODE is set
@@ -81,10 +85,10 @@ class ArmConfig:
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ConfigError(f"mixed_precision: {self.mixed_precision!r} is not one of {list(MIXED_PRECISIONS)}")
         for key in ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_seq_length",
-                    "eval_steps", "logging_steps", "epochs", "gpus"):
+                    "eval_steps", "logging_steps", "epochs", "gpus", "length_group"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
-        for key in ("max_train_examples", "max_eval_examples", "early_stopping_patience", "lora_layers"):
+        for key in ("max_train_examples", "max_eval_examples", "early_stopping_epochs", "lora_layers"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
         if not 0 <= self.warmup_ratio < 1:

@@ -32,8 +32,10 @@ from toolforge.train.frozen_layers import decoder, first_trained_layer, lower_la
 from toolforge.train.loss import data_vocabulary
 from toolforge.train.ddp import LaunchError, ProcessesJob, place
 from toolforge.train.precision import ensure_fp32_trainable, precision_plan
+from toolforge.train.schedule import epoch_patience_callback
 from toolforge.registry import load_registry
-from toolforge.train.trainer import lora_config, router_trainer_class, training_arguments, wandb_enabled
+from toolforge.train.trainer import (lora_config, progress_callback, router_trainer_class, training_arguments,
+                                     wandb_enabled)
 from toolforge.run import RunDir, write_vocabulary
 
 def check_inputs(arm: ArmConfig) -> tuple[Path, Path]:
@@ -150,7 +152,7 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
     import torch
     from datasets import Dataset
     from peft import prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback
+    from transformers.utils import is_in_notebook
 
     from toolforge.model import default_device, load_base_model
 
@@ -192,7 +194,7 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
         print(f"frozen layers: LoRA on layers {first_trained} and up; layers 0-{first_trained - 1} run once over the "
               f"{len(train_rows) + len(eval_rows)} examples, their outputs reused every epoch")
         frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
-    callbacks = [EarlyStoppingCallback(arm.early_stopping_patience)] if arm.early_stopping_patience else []
+    callbacks = [epoch_patience_callback(arm.early_stopping_epochs)] if arm.early_stopping_epochs else []
     if here.is_main:
         print(f"batch: {arm.batch_size} a process x {arm.gradient_accumulation_steps} accumulation steps x "
               f"{here.world_size} process{'es' if here.distributed else ''} = effective batch "
@@ -205,11 +207,16 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
     torch.manual_seed(arm.seed)
     trainer = router_trainer_class()(
         model=model, args=args, train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows),
-        processing_class=tokenizer, peft_config=lora, callbacks=callbacks,
+        processing_class=tokenizer, peft_config=lora, callbacks=callbacks, length_group=arm.length_group,
         data_collator=PadCollator(tokenizer.pad_token_id, 1 if use_cpu else 8,
                                   share_prefix=arm.share_prompt_prefix and not args.gradient_checkpointing,
                                   frozen_states=frozen_states, first_trained_layer=first_trained))
     ensure_fp32_trainable(trainer.model, args.fp16)
+    if is_in_notebook():  # transformers' HTML progress table shows nothing headless: lines the main job streams
+        from transformers.utils.notebook import NotebookProgressCallback
+
+        trainer.remove_callback(NotebookProgressCallback)
+        trainer.add_callback(progress_callback())
     if arm.loss_vocabulary == "data":
         # the tokens of the whole train split (not only the examples trained on) and of the validation rows
         unseen = encode_examples(all_train_examples, tokenizer, arm, registry, "train") \

@@ -7,6 +7,7 @@ import time
 from toolforge.train.arm import ArmConfig
 from toolforge.train.loss import answer_loss
 from toolforge.train.precision import PrecisionPlan
+from toolforge.train.schedule import LengthGroupedBatches
 
 
 def wandb_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -21,12 +22,14 @@ def wandb_enabled(environ: dict[str, str] | None = None) -> bool:
 def router_trainer_class():
     """SFTTrainer with ``answer_loss`` (trl's own loss also scores only trained positions, but only
     on Triton devices, and computes entropy and accuracy metrics with a host sync each step), plus a
-    count of the non-pad tokens trained on and of the time spent in evaluation. Built on call: trl is
-    imported only when training."""
+    count of the non-pad tokens trained on and of the time spent in evaluation, and batches of similar
+    length in a shuffled order (``schedule.LengthGroupedBatches``, ``length_group`` batches a group). Built
+    on call: trl is imported only when training."""
     from trl import SFTTrainer
 
     class RouterTrainer(SFTTrainer):
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, length_group: int = 16, **kwargs):
+            self.length_group = length_group  # read by _get_train_sampler, which the parent's __init__ may call
             super().__init__(*args, **kwargs)
             # The tokenizer is saved once, with the adapter; not in every checkpoint (Gemma's is 32 MB).
             self.processing_class = None
@@ -48,6 +51,14 @@ def router_trainer_class():
                 loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
 
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            # One global batch (every process's share) per group slot: under DDP each process takes its
+            # consecutive share of it, so a step sees the examples a single process would.
+            global_batch = self.args.train_batch_size * max(1, self.args.world_size)
+            return LengthGroupedBatches(dataset["length"], global_batch, self.length_group, seed)
+
         def evaluate(self, *args, **kwargs):
             start = time.perf_counter()
             try:
@@ -56,6 +67,44 @@ def router_trainer_class():
                 self.eval_seconds += time.perf_counter() - start
 
     return RouterTrainer
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+def progress_line(step: int, max_steps: int, elapsed: float, logs: dict) -> str | None:
+    """One line of training progress for a Trainer log entry: step, epoch, training or validation loss,
+    time spent and left (elapsed / steps done x steps to go, evaluation included); None for other entries."""
+    done = f"train: step {step}/{max_steps} ({100 * step / max(max_steps, 1):.0f}%)"
+    if "eval_loss" in logs:
+        return f"{done}, validation loss {logs['eval_loss']:.4f}"
+    if "loss" not in logs:
+        return None
+    left = elapsed / step * (max_steps - step) if step else 0.0
+    return (f"{done}, epoch {logs.get('epoch', 0):.2f}, loss {logs['loss']:.4f}, "
+            f"{_clock(elapsed)} elapsed, about {_clock(left)} left")
+
+
+def progress_callback(clock=time.monotonic):
+    """A TrainerCallback that prints ``progress_line`` at every log entry, flushed: in a notebook it replaces
+    transformers' HTML progress table, which a headless run (papermill, the main job) never shows; the
+    main job streams these lines to the terminal (``jobs.notebooks``). Built on call (transformers)."""
+    from transformers import TrainerCallback
+
+    class ProgressLines(TrainerCallback):
+        start = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = clock()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            line = progress_line(state.global_step, state.max_steps, clock() - self.start, logs or {})
+            if line and state.is_world_process_zero:
+                print(line, flush=True)
+
+    return ProgressLines()
 
 
 def training_arguments(arm: ArmConfig, plan: PrecisionPlan, use_cpu: bool, output_dir: str | os.PathLike):
@@ -77,6 +126,7 @@ def training_arguments(arm: ArmConfig, plan: PrecisionPlan, use_cpu: bool, outpu
         activation_checkpointing=arm.gradient_checkpointing and not use_cpu,
         activation_checkpointing_kwargs={"use_reentrant": False},  # reentrant checkpoints break DDP's gradient hooks
         ddp_find_unused_parameters=False,  # every LoRA weight is trained each step: no graph search under DDP
+        # the train batches come from RouterTrainer's own sampler; this groups the validation batches by length
         train_sampling_strategy="group_by_length", length_column_name="length", remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
         seed=arm.seed, data_seed=arm.seed,
