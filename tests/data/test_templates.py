@@ -97,7 +97,44 @@ def test_every_ordered_pair_of_tools_occurs_in_a_chain(default_set):
     for pair in itertools.product(REG.names, repeat=2):  # distinct tools and same-tool repeats
         assert pairs[pair] >= 5, (pair, pairs[pair])
     connectors = {e.meta["register"] for e in default_set if e.meta["register"].startswith("connector2.")}
-    assert len(TEMPLATES.connectors[2]) >= 20 and len(connectors) == len(TEMPLATES.connectors[2])
+    assert len(TEMPLATES.connectors[2]) >= 20
+    assert len(connectors) == len(TEMPLATES.connectors[2]) + len(TEMPLATES.command_connectors[2])
+
+
+def test_command_connectors_take_commands_and_a_later_call_named_first_is_tagged_order(default_set):
+    commands = [e for e in default_set if ".d" in e.meta["register"]]
+    assert len(commands) >= 100
+    # every part of a command connector is a `do` phrasing: "before you check the weather in Oslo, ..."
+    assert all(part.split(":")[-1].split(".")[-1].startswith("do")
+               for e in commands for part in e.meta["template"].split(":", 1)[1].split("+"))
+    before_you = [e for e in commands if re.search(r"\bbefore you\b", e.query.lower())]
+    assert len(before_you) >= 20 and all("order" in e.meta["tags"] for e in before_you)
+    in_order = [e for e in default_set if e.meta["register"] == "connector2.0"]  # "{1} and {2}"
+    assert in_order and not any("order" in e.meta.get("tags", ()) for e in in_order)
+
+
+def test_what_outside_sets_miss_is_in_the_data_and_tagged_for_hard_test(default_set):
+    from toolforge.data.templates.generator import chain_tags
+
+    def tagged(tag):
+        return [e for e in default_set if tag in e.meta.get("tags", ())]
+    # a page to read beside another request; wikipedia beside web_search; a definition and a translation
+    # of the same word as dictionary + translate (never two translations); three calls; small talk: no tool
+    url_plus, same_family, define_translate = tagged("url_plus"), tagged("same_family"), tagged("define_translate")
+    assert len(url_plus) >= 400 and all({"web_reader"} < {c["name"] for c in e.tool_calls} for e in url_plus)
+    assert len(same_family) >= 200
+    same_word = [e for e in define_translate if e.meta["family"] in ("chains.define_then_translate",
+                                                                     "chains.translate_then_define")]
+    assert len(same_word) >= 120
+    for e in same_word:
+        (word,) = {c["arguments"].get("word") or c["arguments"].get("text") for c in e.tool_calls}
+        assert sorted(c["name"] for c in e.tool_calls) == ["dictionary", "translate"] and word in e.query
+    assert len(tagged("chain3")) >= 550 and len(tagged("order")) >= 250
+    small_talk = tagged("small_talk")
+    assert len(small_talk) >= 450 and all(e.tool_calls == [] for e in small_talk)
+    assert chain_tags([{"name": "web_reader"}, {"name": "web_reader"}]) == set()
+    assert chain_tags([{"name": "dictionary"}, {"name": "translate"}, {"name": "web_reader"}]) == \
+        {"chain3", "url_plus", "define_translate"}
 
 
 def test_chain_parts_that_refer_back_and_urls_read_before_another_tool(default_set):

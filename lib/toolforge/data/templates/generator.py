@@ -8,7 +8,8 @@ keywords, several sentences with context, polite, rude, non-native English, anot
 Template files in this folder hold the families: one ``<tool>.yaml`` per registry tool, plus
 ``no_tool.yaml`` and ``chains.yaml``. A family names its frame, the calls it labels (argument values
 may use ``{slot}``), optional tags (``hard_negative``, ``policy``), ``confuses`` (a hard negative: the
-tool whose words it uses although it needs another tool or none) and its phrasings by *form*:
+tool whose words it uses although it needs another tool or none), an optional ``weight`` (drawn that
+many times as often as a family of weight 1: what routers miss most) and its phrasings by *form*:
 
 - ``ask``: a question, ``do``: a command, ``kw``: keywords only, ``say``: a statement or a message of
   two parts said as is ("I'm flying to {place} tomorrow, what's the weather there"); no final
@@ -19,7 +20,13 @@ tool whose words it uses although it needs another tool or none) and its phrasin
 ``registers.yaml`` says which form each register wraps and how. Chains are composed too: every
 ordered pair of distinct tools, same-tool repeats and triples, each part a family's ``ask``/``do``
 phrasing, joined by one of the connectors of ``chains.yaml`` (which also holds the chains written as
-one request, such as parts that refer back: "and what time is it there").
+one request, such as parts that refer back: "and what time is it there"). Its ``command_connectors``
+take commands only (the ``do`` form): "before you {2}, {1}" reads as English only with a verb there.
+
+Tags name what a hard_test kind needs (``splits.HARD_TEST_KINDS``): a family's own (``hard_negative``,
+``policy``, ``small_talk``, ``order``), a register's (``non_english``), and those of the calls themselves
+(``chain_tags``: a page to read with another request, wikipedia beside web_search, dictionary beside
+translate, three calls; a connector that names a later call first: ``order``).
 
 Adding a tool is adding its registry entry and its ``<tool>.yaml``; ``load_templates`` refuses a
 registry tool without templates.
@@ -46,10 +53,10 @@ import toolforge.data.templates.arithmetic  # noqa: F401  (registers the calcula
 
 DEFAULT_N = 10000
 # Shares of the whole set; the tools split the rest evenly.
-NO_TOOL_SHARE, CHAIN_SHARE = 0.16, 0.26
+NO_TOOL_SHARE, CHAIN_SHARE = 0.16, 0.28
 # Within chains: how often a chain is written as one request (chains.yaml families) and how often a
 # composed chain has three calls; the rest are composed pairs (distinct tools, then same-tool repeats).
-WRITTEN_CHAIN_SHARE, TRIPLE_SHARE = 0.25, 0.2
+WRITTEN_CHAIN_SHARE, TRIPLE_SHARE = 0.35, 0.35
 FORMS = ("ask", "do", "kw", "say", "context", "foreign")
 # The forms a chain part may take, and how often: keyword parts ("paris weather + 5 km in miles") are rarer.
 CLAUSE_FORMS = {"ask": 0.45, "do": 0.4, "kw": 0.15}
@@ -67,6 +74,7 @@ class Family:
     confuses: str | None = None           # hard negatives: the tool whose words it mentions
     pools: dict[str, list[Any]] = field(default_factory=dict)
     verbatim: frozenset[str] = frozenset()   # pools whose words labels copy as typed (slot_pools): never re-cased
+    weight: int = 1                       # drawn this many times as often as a family of weight 1
 
     @property
     def phrasing_count(self) -> int:
@@ -89,6 +97,7 @@ class TemplateSet:
     registers: dict[str, Register]
     contexts: list[str]                   # scene-setting sentences for families without their own
     connectors: dict[int, list[str]]
+    command_connectors: dict[int, list[str]] = field(default_factory=dict)  # clauses in the `do` form only
 
     @property
     def families(self) -> list[Family]:
@@ -127,7 +136,7 @@ def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Fami
     for g, spec in enumerate(raw.get("families") or []):
         name = spec.get("name") or f"{g}"
         where = f"{path.name}: family {name!r}"
-        unknown = set(spec) - {"name", "frame", "calls", "tags", "confuses", *FORMS}
+        unknown = set(spec) - {"name", "frame", "calls", "tags", "confuses", "weight", *FORMS}
         if unknown:
             raise ValueError(f"{where}: unknown keys {sorted(unknown)}; phrasing forms are {list(FORMS)}")
         frames = spec.get("frame", "nothing")
@@ -146,12 +155,15 @@ def _load_file(path: Path, category: str, registry: Registry) -> tuple[list[Fami
         confuses = spec.get("confuses")
         if confuses is not None and confuses not in registry:
             raise ValueError(f"{where}: confuses {confuses!r} is not a registry tool")
+        weight = spec.get("weight", 1)
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+            raise ValueError(f"{where}: weight must be a whole number of 1 or more, got {weight!r}")
         forms = {form: _phrasings(spec[form], f"{where}.{form}") for form in FORMS if spec.get(form)}
         if not any(forms.get(f) for f in FORMS if f != "context"):
             raise ValueError(f"{where}: no phrasings (give {', '.join(f for f in FORMS if f != 'context')})")
         families.append(Family(id=f"{path.stem}.{name}", category=category, frames=frames, calls=calls, forms=forms,
-                               tags=tuple(spec.get("tags") or ()), confuses=confuses, pools=local_pools,
-                               verbatim=verbatim))
+                               tags=tuple(spec.get("tags") or ()), confuses=confuses, pools=local_pools, verbatim=verbatim,
+                               weight=weight))
     if len({f.id for f in families}) != len(families):
         raise ValueError(f"{path.name}: two families share a name")
     return families, raw
@@ -184,9 +196,10 @@ def load_templates(registry: Registry | None = None, template_dir: Path = TEMPLA
         share_pools([f for fams in by_category.values() for f in fams])
         if not raw.get("connectors"):
             raw = {**raw, **{k: v for k, v in _read_yaml(TEMPLATE_DIR / "chains.yaml").items() if k.endswith("connectors")}}
-    connectors = {int(k): list(v) for k, v in (raw.get("connectors") or {}).items()}
+    connectors, commands = ({int(k): list(v) for k, v in (raw.get(key) or {}).items()}
+                            for key in ("connectors", "command_connectors"))
     registers, contexts = load_registers(template_dir)
-    return TemplateSet(by_category, registers, contexts, connectors)
+    return TemplateSet(by_category, registers, contexts, connectors, commands)
 
 
 # -- rendering ------------------------------------------------------------------------------------------------
@@ -301,22 +314,28 @@ def _as_clause(segments: list[Segment], first: bool) -> list[Segment]:
 _CLAUSE = {form: Register(f"clause_{form}", form, ("{q}",)) for form in CLAUSE_FORMS}
 
 
-def chain_parts(templates: TemplateSet, tool: str) -> list[Family]:
-    """The families of ``tool`` that can be said as a clause of a longer request."""
-    return [f for f in templates.by_category[tool] if any(f.forms.get(x) for x in CLAUSE_FORMS)]
+def chain_parts(templates: TemplateSet, tool: str, forms=tuple(CLAUSE_FORMS)) -> list[Family]:
+    """The families of ``tool`` that can be said as a clause of a longer request (in one of ``forms``)."""
+    return [f for f in templates.by_category[tool] if any(f.forms.get(x) for x in forms)]
 
 
 def compose_chain(rng: random.Random, templates: TemplateSet, pools: Pools, tools: tuple[str, ...]) -> Draft:
     """A chain of one clause per tool (in run order), joined by a connector; the connector numbers
-    the calls in run order, so "{2}, but before that {1}" names the second call first."""
+    the calls in run order, so "{2}, but before that {1}" names the second call first. A command
+    connector ("before you {2}, {1}") takes its clauses in the ``do`` form."""
+    n = len(tools)
+    plain, commands = templates.connectors[n], templates.command_connectors.get(n, [])
+    if not all(chain_parts(templates, tool, ("do",)) for tool in tools):
+        commands = []  # a tool with no command phrasing (a new tool's templates may have none)
+    k = rng.randrange(len(plain) + len(commands))
+    command = k >= len(plain)
+    connector, name = (commands[k - len(plain)], f"d{k - len(plain)}") if command else (plain[k], f"c{k}")
     parts = []
     for tool in tools:
-        family = rng.choice(chain_parts(templates, tool))
-        forms = [x for x in CLAUSE_FORMS if family.forms.get(x)]
+        family = rng.choice(chain_parts(templates, tool, ("do",) if command else tuple(CLAUSE_FORMS)))
+        forms = ["do"] if command else [x for x in CLAUSE_FORMS if family.forms.get(x)]
         form = rng.choices(forms, weights=[CLAUSE_FORMS[x] for x in forms])[0]
         parts.append(render(rng, family, _CLAUSE[form], pools))
-    k = rng.randrange(len(templates.connectors[len(tools)]))
-    connector = templates.connectors[len(tools)][k]
     segments: list[Segment] = []
     for i, piece in enumerate(re.split(r"\{(\d)\}", connector)):
         if i % 2:
@@ -324,9 +343,28 @@ def compose_chain(rng: random.Random, templates: TemplateSet, pools: Pools, tool
         elif piece:
             segments.append((piece, None))
     calls = [c for part in parts for c in part.calls]
-    tags = sorted({t for part in parts for t in part.tags})
-    return Draft(segments, calls, f"chain{len(tools)}.c{k}:" + "+".join(p.template for p in parts),
-                 "+".join(p.family for p in parts), f"connector{len(tools)}.{k}", tags)
+    tags = {t for part in parts for t in part.tags}
+    if re.findall(r"\{(\d)\}", connector) != sorted(re.findall(r"\{(\d)\}", connector)):
+        tags.add("order")  # a later call is named first: "{2}, but first {1}"
+    return Draft(segments, calls, f"chain{n}.{name}:" + "+".join(p.template for p in parts),
+                 "+".join(p.family for p in parts), f"connector{n}.{name[1:] if not command else name}", sorted(tags))
+
+
+def chain_tags(calls: list[dict[str, Any]]) -> set[str]:
+    """The hard_test kinds a chain's calls make: three calls; a page to read beside another tool's request
+    (a router tends to read the page and drop the rest); wikipedia beside web_search (the same family:
+    answered as one tool twice); a definition beside a translation (answered as two translations)."""
+    names = [c["name"] for c in calls]
+    tags = set()
+    if len(names) >= 3:
+        tags.add("chain3")
+    if "web_reader" in names and set(names) != {"web_reader"}:
+        tags.add("url_plus")
+    if {"wikipedia", "web_search"} <= set(names):
+        tags.add("same_family")
+    if {"dictionary", "translate"} <= set(names):
+        tags.add("define_translate")
+    return tags
 
 
 # -- generation -----------------------------------------------------------------------------------------------
@@ -370,7 +408,8 @@ class _Drafter:
 
     def __init__(self, rng: random.Random, templates: TemplateSet, pools: Pools):
         self.rng, self.templates, self.pools = rng, templates, pools
-        self.families = {c: _Cycle(rng, fams) for c, fams in templates.by_category.items() if fams}
+        self.families = {c: _Cycle(rng, [f for f in fams for _ in range(f.weight)])
+                         for c, fams in templates.by_category.items() if fams}
         self.registers = {f.id: _Cycle(rng, templates.registers_for(f)) for f in templates.families}
         tools = [c for c in templates.by_category if c not in (NO_TOOL, CHAIN)]
         self.plans = _Cycle(rng, [tuple(p) for p in chain_plan(rng, tools)])
@@ -387,11 +426,9 @@ def _to_example(rng: random.Random, draft: Draft) -> Example:
     foreign = "non_english" in draft.tags
     segments, noise = add_noise(rng, draft.segments, allow_typos=not foreign)
     query = " ".join("".join(text for text, _ in segments).split())
-    tags = list(draft.tags)
+    tags = list(draft.tags) + sorted(chain_tags(draft.calls))
     if "typos_heavy" in noise:
         tags.append("typos")
-    if len(draft.calls) >= 3:
-        tags.append("chain3")
     meta: dict[str, Any] = {"template": draft.template, "family": draft.family, "register": draft.register}
     if noise:
         meta["noise"] = noise
