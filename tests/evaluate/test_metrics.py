@@ -2,7 +2,8 @@
 import pytest
 
 from toolforge.evaluate.metrics import (argument_exact_match, argument_f1, chain_exact_match, compute_metrics, confusion,
-                               no_tool_scores, per_tool, percentile, tool_accuracy, validity_rates)
+                               no_tool_scores, per_tool, percentile, tool_accuracy, ungrounded, ungrounded_arguments,
+                               validity_rates, words)
 
 
 def call(name, **arguments):
@@ -111,3 +112,49 @@ def test_compute_metrics_marks_argument_metrics_not_applicable():
     assert m["n"] == 6 and m["latency_p50_ms"] == 2 and m["throughput_qps"] is None
     with pytest.raises(ValueError):
         compute_metrics(EXPECTED, PREDICTED[:2])
+
+
+# -- ungrounded: arguments that should be copied from the query but were invented ----------------------------
+def test_words_fold_case_accents_punctuation_and_the_url_scheme():
+    assert words("Café de Flore, PARIS!") == {"cafe", "de", "flore", "paris"}
+    assert words("https://www.example.com/a_b-c?q=1") == {"example", "com", "a", "b", "c", "q", "1"}
+    assert words("Zürich") == words("zurich")
+
+
+def test_an_argument_copied_from_the_query_is_grounded_an_invented_one_is_not():
+    museum = [call("web_search", query="Rijksmuseum opening hours")]
+    # the label policy's own words ("opening hours") are the label's, not inventions
+    assert ungrounded_arguments("when does the rijksmuseum open", museum, museum) == (0, 1)
+    # a person's name in place of the museum's: "Rembrandt" is in neither the query nor the label
+    assert ungrounded_arguments("when does the rijksmuseum open", museum,
+                                [call("web_search", query="Rembrandt opening hours")]) == (1, 1)
+    # a URL that lost its path is wrong (argument exact match says so) but not invented
+    page = [call("web_reader", url="https://example.com/blog/post-1")]
+    assert ungrounded_arguments("read example.com/blog/post-1", page, [call("web_reader", url="https://example.com")]) == (0, 1)
+
+
+def test_only_the_arguments_taken_from_the_query_are_checked():
+    # to_lang (a translation target), expression, units and datetime fields are not copied words
+    tr = [call("translate", text="good night", to_lang="de")]
+    assert ungrounded_arguments("say good night in german", tr, tr) == (0, 1)
+    calc = [call("calculator", expression="0.15 * 80")]
+    assert ungrounded_arguments("15% of 80", calc, calc) == (0, 0)
+    # small talk answered with an invented call: expected no tool, every word of the query counts
+    assert ungrounded_arguments("hi, how are you", [], [call("web_search", query="python tutorial")]) == (1, 1)
+    assert ungrounded_arguments("hi, how are you", [], None) == (0, 0)  # a failure writes no argument
+
+
+def test_ungrounded_is_the_share_over_all_checked_arguments_and_reported_with_the_others():
+    queries = ["weather in paris and london", "define ephemeral", "hello"]
+    expected = [[W_PARIS, W_LONDON], [call("dictionary", word="ephemeral")], []]
+    predicted = [[W_PARIS, call("weather", location="Berlin")], [call("dictionary", word="ephemeral")],
+                 [call("wikipedia", query="Hello (song)")]]
+    # checked: Paris, Berlin, ephemeral, Hello (song) = 4; invented: Berlin, "song" = 2
+    assert ungrounded(queries, expected, predicted) == pytest.approx(2 / 4)
+    assert ungrounded(queries, expected, [None, [], []]) is None  # nothing to check
+    m = compute_metrics(expected, predicted, queries=queries)
+    assert m["ungrounded"] == pytest.approx(0.5)
+    assert compute_metrics(expected, predicted)["ungrounded"] is None           # no queries given
+    assert compute_metrics(expected, predicted, queries=queries, extracts_arguments=False)["ungrounded"] is None
+    with pytest.raises(ValueError):
+        compute_metrics(expected, predicted, queries=queries[:2])

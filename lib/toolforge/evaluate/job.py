@@ -32,7 +32,7 @@ from toolforge.route.result import RouterUnavailable
 from toolforge.route.router import ROUTER_NAMES, BaseRouter, make_router
 
 # Routers fitted on the data folder's train (and val) split: they are told where it is.
-FITTED_ON_TRAIN = ("embedding", "semantic_router", "setfit")
+FITTED_ON_TRAIN = ("embedding", "keyword", "semantic_router", "setfit")
 # The "auto" choices per device. On a CPU, four routers on every split take a few minutes on 2 cores
 # with a seeded sample of 20 examples per split (the zero-shot base model, which rambles to the token
 # cap, most); small batches, because a batch decodes until its longest answer ends.
@@ -140,7 +140,7 @@ def evaluate_router(router: BaseRouter, examples: list[Example], config: EvalCon
     metrics = compute_metrics([ex.tool_calls for ex in examples], [r.tool_calls for r in results],
                               [r.error_kind for r in results], tools=tools,
                               extracts_arguments=router.extracts_arguments, produces_text=router.produces_text,
-                              latencies_ms=latencies, throughput_qps=throughput)
+                              latencies_ms=latencies, throughput_qps=throughput, queries=queries)
     return metrics, results
 
 

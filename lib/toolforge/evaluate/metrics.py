@@ -18,11 +18,17 @@ the split, or argument metrics of a router that extracts no arguments):
 - chain_exact_match: tool_accuracy over examples expecting two or more calls.
 - valid_json_rate, schema_valid_rate, unknown_tool_rate: of all outputs, those that parsed, those
   whose every call passed the registry's schema, those naming a tool that does not exist.
+- ungrounded: of the predicted string arguments that should come from the query (``GROUNDED_ARGUMENTS``:
+  location, query, word, text, url; not translation targets or expressions), those with a word that
+  neither the query nor the label has: invented, not copied. Words are compared normalised (case and
+  accents folded, punctuation and a URL's scheme dropped); the label's words count because the label
+  policy adds some ("... price", "... travel advisory", a corrected spelling), which are not inventions.
 """
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from typing import Any, Sequence
 
@@ -146,6 +152,34 @@ def validity_rates(failures: Sequence[str | None], produces_text: bool = True,
     }
 
 
+GROUNDED_ARGUMENTS = ("location", "query", "word", "text", "url")
+_WORD = re.compile(r"[^\W_]+")
+_SCHEME = re.compile(r"\b(?:https?|ftp)://|\bwww\.")
+
+
+def words(text: str) -> set[str]:
+    """The words of ``text`` as ``ungrounded`` compares them: case and accents folded, a URL's scheme and
+    ``www.`` dropped, split at everything that is not a letter or a digit."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c))
+    return set(_WORD.findall(_SCHEME.sub(" ", folded)))
+
+
+def ungrounded_arguments(query: str, expected: Calls, predicted: Calls | None) -> tuple[int, int]:
+    """(ungrounded, checked): the predicted GROUNDED_ARGUMENTS strings, and those with a word in neither
+    the query nor the expected calls' arguments."""
+    allowed = words(query) | {w for call in expected for value in (call.get("arguments") or {}).values()
+                              if isinstance(value, str) for w in words(value)}
+    values = [value for call in predicted or [] for key, value in (call.get("arguments") or {}).items()
+              if key in GROUNDED_ARGUMENTS and isinstance(value, str)]
+    return sum(not words(value) <= allowed for value in values), len(values)
+
+
+def ungrounded(queries: Sequence[str], expected: Sequence[Calls], predicted: Sequence[Calls | None]) -> float | None:
+    """The share of the predicted arguments that should be copied from the query but were invented."""
+    counts = [ungrounded_arguments(q, e, p) for q, e, p in zip(queries, expected, predicted)]
+    return _fraction(sum(u for u, _ in counts), sum(n for _, n in counts))
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (0-100) with linear interpolation, as numpy's default."""
     if not values:
@@ -172,10 +206,13 @@ def confusion(expected: Sequence[Calls], predicted: Sequence[Calls | None],
 def compute_metrics(expected: Sequence[Calls], predicted: Sequence[Calls | None],
                     failures: Sequence[str | None] | None = None, *, tools: Sequence[str] | None = None,
                     extracts_arguments: bool = True, produces_text: bool = True,
-                    latencies_ms: Sequence[float] = (), throughput_qps: float | None = None) -> dict[str, Any]:
-    """Every metric of one router on one split, as a JSON-ready dict (see the module docstring)."""
-    if len(expected) != len(predicted):
-        raise ValueError(f"{len(expected)} expected but {len(predicted)} predicted")
+                    latencies_ms: Sequence[float] = (), throughput_qps: float | None = None,
+                    queries: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every metric of one router on one split, as a JSON-ready dict (see the module docstring);
+    ``ungrounded`` needs the ``queries``."""
+    if len(expected) != len(predicted) or (queries is not None and len(queries) != len(expected)):
+        raise ValueError(f"{len(expected)} expected but {len(predicted)} predicted"
+                         + (f" and {len(queries)} queries" if queries is not None else ""))
     failures = list(failures) if failures is not None else [None if p is not None else ERROR for p in predicted]
     arg_f1 = argument_f1(expected, predicted) if extracts_arguments else None
     return {
@@ -185,6 +222,7 @@ def compute_metrics(expected: Sequence[Calls], predicted: Sequence[Calls | None]
         "argument_f1": arg_f1["f1"] if arg_f1 else None,
         "argument_precision": arg_f1["precision"] if arg_f1 else None,
         "argument_recall": arg_f1["recall"] if arg_f1 else None,
+        "ungrounded": ungrounded(queries, expected, predicted) if extracts_arguments and queries is not None else None,
         **no_tool_scores(expected, predicted),
         "chain_exact_match": chain_exact_match(expected, predicted),
         **validity_rates(failures, produces_text, extracts_arguments),

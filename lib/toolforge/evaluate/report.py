@@ -22,6 +22,7 @@ DETAIL_SPLIT = "test"
 
 # (metric key, column header) of 03's summary table.
 ROUTER_COLUMNS = (("tool_accuracy", "tool acc"), ("argument_exact_match", "arg EM"), ("argument_f1", "arg F1"),
+                  ("ungrounded", "ungrounded"),
                   ("no_tool_precision", "no-tool P"), ("no_tool_recall", "no-tool R"),
                   ("chain_exact_match", "chain EM"), ("valid_json_rate", "valid JSON"),
                   ("schema_valid_rate", "schema ok"), ("unknown_tool_rate", "unknown tool"),
@@ -33,6 +34,7 @@ ARM_COLUMNS = (
     ("train_examples", "train ex."), ("prompt_style", "prompt"),
     *((f"{split}.tool_accuracy", f"tool acc {split}") for split in EVAL_SPLITS),
     (f"{DETAIL_SPLIT}.argument_exact_match", f"arg match ({DETAIL_SPLIT})"),
+    (f"{DETAIL_SPLIT}.ungrounded", f"ungrounded ({DETAIL_SPLIT})"),
     (f"{DETAIL_SPLIT}.no_tool_recall", f"no-tool recall ({DETAIL_SPLIT})"),
     (f"{DETAIL_SPLIT}.chain_exact_match", f"chain match ({DETAIL_SPLIT})"),
     ("wall_time_s", "train time (s)"), ("train_tokens_per_s", "tokens/s"), ("peak_memory_gb", "peak mem (GB)"),
