@@ -163,6 +163,27 @@ def test_run_notebook_injects_parameters_and_names_the_failing_cell(tmp_path):
     assert str(out / "failed.ipynb") in message and (out / "failed.ipynb").exists()
 
 
+def test_a_streamed_notebook_shows_its_status_lines_as_they_come_and_nothing_else(tmp_path, capsys):
+    from toolforge.jobs.notebooks import StatusLines
+
+    py = tmp_path / "talks.py"
+    py.write_text('# %%\nimport json, sys, time\nprint(json.dumps({"a": 1}, indent=1))\n'
+                  'for step in (1, 2):\n    print(f"train: step {step}/2 ({50 * step}%), loss 0.5", flush=True)\n'
+                  '    time.sleep(0.2)\nprint("a table | row")\nprint("run: wrote runs/x/", end="")\n'
+                  'print("export: to stderr", file=sys.stderr)\n')
+    run_notebook(py, tmp_path / "out.ipynb", progress=False, stream=True)
+    shown = capsys.readouterr().out.splitlines()
+    assert shown == ["train: step 1/2 (50%), loss 0.5", "train: step 2/2 (100%), loss 0.5"]  # no JSON, table, stderr
+    run_notebook(py, tmp_path / "quiet.ipynb", progress=False)
+    assert capsys.readouterr().out == ""
+    # the lines are cut where the kernel's pieces end, not where its newlines are
+    lines = []
+    stream = StatusLines(lines.append)
+    for piece in ("tra", "in: step 3/9, loss 1\n{\n  \"k\": 1\n", "}\nrun: wrote x/\n", "splits: train 9"):
+        stream.write(piece)
+    assert lines == ["train: step 3/9, loss 1", "run: wrote x/"]
+
+
 def test_parameter_names_and_the_unknown_parameter_warning(tmp_path, capsys, caplog):
     from toolforge.jobs.notebooks import parameter_names, read_notebook
 

@@ -6,12 +6,15 @@ converted into a fresh .ipynb in a temporary folder (papermill reads only .ipynb
 rewrites the committed pair; the executed copy goes where the caller says (``runs/<arm>/notebooks/``),
 and ``store_executed`` copies it over the committed pair when that is wanted (pipeline
 --store-notebooks). A notebook runs in its own folder as working directory, as under Jupyter and nbval.
+With ``stream`` the notebook's status lines ("train: step 40/413 ...", ``STATUS_LINE``) reach the terminal
+as the cells print them, above papermill's cell counter (``StatusLines``).
 """
 from __future__ import annotations
 
 import ast
 import json
 import logging
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +27,29 @@ KERNEL_NAME = "python3"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
 # papermill tags the cell it adds with the injected values; it is not part of the .py source.
 INJECTED_TAG = "injected-parameters"
+# The library's status lines: "what: what happened" at the start of a line ("train: step 40/413 (10%), loss
+# 0.31, 1:23 elapsed, about 12:40 left", "run: wrote runs/x/", "splits: train 7391, ..."); not JSON, not tables.
+STATUS_LINE = re.compile(r"[a-z][a-z0-9 _-]{0,30}: \S")
+
+
+class StatusLines:
+    """papermill's ``stdout_file``: the kernel's stdout arrives here in pieces; each whole line that is a
+    status line goes to ``write`` (default ``tqdm.write``, which keeps papermill's cell counter below it),
+    the rest stays in the executed notebook only."""
+
+    def __init__(self, write=None):
+        from tqdm import tqdm
+
+        self._write, self._pending = write or tqdm.write, ""
+
+    def write(self, text: str) -> None:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if STATUS_LINE.match(line):
+                self._write(line.rstrip())
+
+    def flush(self) -> None:
+        pass
 
 
 class NotebookError(RuntimeError):
@@ -93,8 +119,9 @@ def ensure_ipynb(path: str | Path, workdir: str | Path) -> Path:
 
 def run_notebook(name_or_path: str | Path, output_path: str | Path, parameters: dict[str, Any] | None = None,
                  cwd: str | Path | None = None, notebooks_dir: str | Path | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, stream: bool = False) -> Path:
     """Execute a notebook headless with papermill, injecting ``parameters``; return the executed copy.
+    ``stream``: the notebook's status lines to the terminal as they are printed (``StatusLines``).
 
     Raises NotebookError naming the failing cell and the executed copy (papermill saves it up to the
     failure) when a cell raises; FileNotFoundError when the notebook does not exist.
@@ -115,7 +142,8 @@ def run_notebook(name_or_path: str | Path, output_path: str | Path, parameters: 
         try:
             papermill.execute_notebook(str(ipynb), str(output_path),
                                        parameters=parameters or {}, kernel_name=KERNEL_NAME,
-                                       progress_bar=progress, cwd=str(cwd or source.parent))
+                                       progress_bar=progress, cwd=str(cwd or source.parent),
+                                       stdout_file=StatusLines() if stream else None)
         except PapermillExecutionError as e:
             first_line = (e.source or "").strip().splitlines()[:1]
             where = f"cell {e.cell_index} (In [{e.exec_count}]{': ' + first_line[0] if first_line else ''})"

@@ -4,7 +4,8 @@ It runs notebooks/01_generate, 02_train_qlora (which, on a CPU, also exports the
 llama.cpp) and 03_evaluate (on the whole test and human_eval splits) for one arm (the CPU demo arm by
 default), then 04_ablation to tabulate and plot that arm, each headless with papermill. Every executed notebook
 goes to ``runs/<arm>/notebooks/`` (01's too: it belongs to the run that used its data). It stops at the
-first failure, saying which notebook failed and where its executed copy is. A notebook not yet in the
+first failure, saying which notebook failed and where its executed copy is. While a notebook runs, its
+status lines (training's step, loss and time left among them) stream to the terminal. A notebook not yet in the
 tree is skipped with a message. ``--store-notebooks`` then copies the executed notebooks over the
 committed notebooks/*.ipynb, which is how nbval's references are refreshed.
 """
@@ -67,7 +68,7 @@ def run_pipeline(arm_path: str | Path = DEFAULT_ARM_FILE, runs_root: str | Path 
         print(f"[{i}/{len(STAGES)}] {stage} -> {repo_relative(out_dir / f'{stage}.ipynb')}", flush=True)
         stage_start = time.monotonic()
         try:
-            executed.append(run_notebook(source, out_dir / f"{stage}.ipynb", parameters[stage]))
+            executed.append(run_notebook(source, out_dir / f"{stage}.ipynb", parameters[stage], stream=True))
         except NotebookError as e:
             print(f"[{i}/{len(STAGES)}] {stage} FAILED after {time.monotonic() - stage_start:.1f} s: {e.detail}\n"
                   f"  {e.where}", file=sys.stderr, flush=True)
