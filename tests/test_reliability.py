@@ -1,12 +1,19 @@
-"""Nothing half-written, nothing lost, and a clear message instead of a traceback (issue 9): the
-JSONL writer and the dataset are all-or-nothing, and the generate and teacher commands name the file,
-line or field of bad input."""
+"""Nothing half-written, nothing lost, and a clear message instead of a traceback (issues 9 and 22): the
+JSONL writer, the dataset and evaluate's folder are all-or-nothing, Ctrl-C stops generate and evaluate
+even when a script started them with SIGINT ignored, and the commands name the file, line or field of
+bad input."""
 import json
+import os
+import signal
+import time
 
 import pytest
 from fakes.teacher_server import write_queries
 
 from toolforge import examples
+from toolforge.data import build
+from toolforge.evaluate import job as evaluate_job
+from toolforge.evaluate.job import main as evaluate_main
 from toolforge.config import ConfigError, load_config
 from toolforge.data.build import main as generate_main
 from toolforge.examples import BadLine, iter_jsonl, read_examples, write_jsonl
@@ -164,3 +171,116 @@ def test_teacher_cli_names_a_bad_path_or_setting(tmp_path, capsys):
     assert str(tmp_path) in capsys.readouterr().err
     assert teacher_main(["label", "--input", str(queries), "--output", str(tmp_path / "l.jsonl"), "--workers", "-1"]) == 2
     assert "workers: must be 0" in capsys.readouterr().err
+
+
+# -- Ctrl-C from a script, and evaluate's folder (issue 22) -----------------------------------------
+
+@pytest.fixture
+def sigint_ignored():
+    """SIGINT as a script's background job (``cmd &``), nohup and CI runners start a command: ignored."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(100):   # the handler runs in the main thread at the next check; it raises there
+        time.sleep(0.01)
+
+
+def test_generate_stops_on_ctrl_c_started_with_sigint_ignored_and_keeps_the_dataset(tmp_path, monkeypatch, capsys,
+                                                                                    sigint_ignored):
+    out = tmp_path / "data"
+    assert generate_main(["--n", "100", "--out", str(out), "--teacher", "off"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    real = build.generate
+
+    def interrupted_midway(*args, **kwargs):
+        examples = real(*args, **kwargs)
+        ctrl_c()
+        return examples
+    monkeypatch.setattr(build, "generate", interrupted_midway)
+    assert generate_main(["--n", "120", "--seed", "1", "--out", str(out), "--teacher", "off"]) == 130
+    assert "interrupted; the dataset in the output folder is unchanged" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before and leftovers(out) == []
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN   # the command gave the caller's handling back
+
+
+def test_ctrl_c_during_the_renames_waits_for_the_last_one(tmp_path, monkeypatch):
+    files = {tmp_path / f"f{i}.txt": "old" for i in range(3)}
+    examples.write_files(files)
+    real, renamed = examples.os.replace, []
+
+    def replace(src, dst):
+        real(src, dst)
+        renamed.append(dst)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), signal.SIGINT)   # held back until every file is renamed
+    monkeypatch.setattr(examples.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        examples.write_files({path: "new" for path in files})
+        ctrl_c()
+    assert len(renamed) == 3 and {p.read_text() for p in files} == {"new"}
+
+
+EVAL_ROWS = {"test": [("weather in paris", [{"name": "weather", "arguments": {"location": "paris"}}]),
+                      ("tell me a joke", [])],
+             "human_eval": [("what is 12 * 7", [{"name": "calculator", "arguments": {"expression": "12 * 7"}}])]}
+
+
+@pytest.fixture
+def eval_data(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for split, rows in EVAL_ROWS.items():
+        (folder / f"{split}.jsonl").write_text("".join(
+            json.dumps({"id": f"{split}-{i}", "query": q, "tool_calls": c, "source": "human"}) + "\n"
+            for i, (q, c) in enumerate(rows)))
+    return folder
+
+
+def evaluate_args(data, out, *more):
+    return ["--routers", "heuristic", "--splits", "test,human_eval", "--data-dir", str(data), "--out", str(out), *more]
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("arm", ["../../x", "/tmp/x", "a/b", "..", ".", " ", "a\\b"])
+def test_an_arm_is_a_name_not_a_path(tmp_path, eval_data, capsys, arm):
+    assert evaluate_main(["--arm", arm, "--data-dir", str(eval_data), "--routers", "heuristic"]) == 2
+    assert "is not an arm's name" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_ctrl_c_in_evaluate_leaves_the_last_evaluation_whole(tmp_path, eval_data, monkeypatch, capsys, sigint_ignored):
+    out = tmp_path / "eval"
+    assert evaluate_main(evaluate_args(eval_data, out)) == 0
+    before = snapshot(out)
+    assert {"results.json", "summary.md", "predictions/heuristic_test.jsonl"} <= set(before)
+    real, calls = evaluate_job.evaluate_router, []
+
+    def interrupted_on_the_second_split(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            ctrl_c()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(evaluate_job, "evaluate_router", interrupted_on_the_second_split)
+    assert evaluate_main(evaluate_args(eval_data, out, "--max-examples", "1")) == 130
+    assert "interrupted; the output folder is as it was" in capsys.readouterr().err
+    assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["data", "eval"]
+
+
+@pytest.mark.parametrize("where", ["a_file", "a_file/eval", "/proc/self/no/eval", "foreign"])
+def test_an_out_that_cannot_be_evaluates_folder_is_refused_first(tmp_path, eval_data, capsys, where):
+    (tmp_path / "a_file").write_text("keep")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "adapter_model.safetensors").write_text("keep")
+    out = where if where.startswith("/") else tmp_path / where
+    assert evaluate_main(evaluate_args(eval_data, out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evaluate: out_dir: ") and err.count("\n") == 1
+    assert (tmp_path / "a_file").read_text() == "keep"
+    assert sorted(p.name for p in (tmp_path / "foreign").iterdir()) == ["adapter_model.safetensors"]

@@ -10,14 +10,17 @@ stderr with exit status ``USAGE_ERROR``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import math
+import signal
 import sys
+import threading
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -288,3 +291,22 @@ def usage_error(prog: str, error: Exception | str) -> int:
     """Say a bad option or value on stderr, once, and return USAGE_ERROR."""
     print(f"{prog}: {error}", file=sys.stderr)
     return USAGE_ERROR
+
+
+INTERRUPTED = 130   # the exit status of a command stopped by Ctrl-C (128 + SIGINT), for every command
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C (SIGINT) interrupts the command even when it was inherited as ignored: a script's
+    background job (``cmd &``), nohup and many CI runners start commands that way, and the command
+    would otherwise go on to the end (and write its results over the last ones). Inside, Ctrl-C raises
+    KeyboardInterrupt; the command saves nothing half-made and exits INTERRUPTED."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -11,11 +11,14 @@ the tool's name for a single call, ``no_tool`` for none and ``chain`` for severa
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import secrets
+import signal
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, TypeVar
@@ -211,11 +214,49 @@ def write_files(contents: Mapping[str | Path, str]) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        for tmp, path in written:
-            os.replace(tmp, path)
+        with _signals_held():   # the renames are one step: Ctrl-C takes effect after the last
+            for tmp, path in written:
+                os.replace(tmp, path)
     finally:
         for tmp, _ in written:
             tmp.unlink(missing_ok=True)
+
+
+def replace_folder(staged: str | Path, target: str | Path) -> None:
+    """Make the folder ``staged`` (written beside ``target``, on its file system) be ``target``, all or
+    nothing: the old folder is moved aside, the new one renamed into place, then the old one removed,
+    with Ctrl-C held back in between, so that ``target`` is always one whole version."""
+    import shutil
+
+    staged, target = Path(staged), Path(target)
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    with _signals_held():
+        if target.exists():
+            os.replace(target, aside)
+        os.replace(staged, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM held back (when called in the main thread) until the block ends, then handled
+    as they would have been: Ctrl-C raises KeyboardInterrupt after the block, not inside it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in caught:
+            if callable(previous[sig]):
+                previous[sig](sig, None)
+            elif previous[sig] == signal.SIG_DFL:
+                os.kill(os.getpid(), sig)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Example | dict[str, Any]]) -> int:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from toolforge.config import ConfigError, args_to_values, config_parser, from_dict, usage_error
+from toolforge.config import (INTERRUPTED, ConfigError, args_to_values, config_parser, from_dict, interruptible,
+                              usage_error)
 from toolforge.examples import BadLine, Example, iter_jsonl, jsonl_text, read_examples, write_files
 from toolforge.paths import KAGGLE_INPUT, REPO_ROOT, data_dir
 from toolforge.registry import Registry, load_registry, tool_names
@@ -276,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = config_parser(GenerateConfig, "python -m toolforge generate", __doc__.split("\n\n")[0], aliases=CLI_ALIASES)
     args = parser.parse_args(argv)
     try:
-        config = from_dict(GenerateConfig, args_to_values(GenerateConfig, args), "command line")
-        dataset = run(config)
+        with interruptible():   # Ctrl-C stops it even from a script that started it with SIGINT ignored
+            config = from_dict(GenerateConfig, args_to_values(GenerateConfig, args), "command line")
+            dataset = run(config)
     except ConfigError as e:  # names the field (or file)
         return usage_error("generate", e)
     except (BadLine, OSError) as e:  # each names its file (and line)
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("generate: interrupted; the dataset in the output folder is unchanged", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     print(summary(dataset))
     print(f"wrote {output_dir(config)}")
     return 0

@@ -12,19 +12,30 @@ field of ``EvalConfig``, which is also 03_evaluate's parameters) writes to ``<ru
 
 Predictions come from batched routing (the throughput figure); per-query latency is measured
 separately, one query at a time after a warm-up, on the first ``latency_samples`` queries.
+
+All or nothing: the files are written into a folder beside the output and replace it whole at the end,
+so that an error or Ctrl-C (exit 130, even from a script that ignores it) leaves the last evaluation as
+it was. The output is checked first: a file, an unwritable place or a folder holding files evaluate did
+not write is refused before any routing. ``arm`` is a name (``runs/<arm>/``), never a path.
 """
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
+import os
+import secrets
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolforge.config import ConfigError, args_to_values, config_parser, dump_yaml, from_dict, usage_error
-from toolforge.examples import BadLine, Example, read_examples, seeded_sample, write_jsonl
+from toolforge.config import (INTERRUPTED, ConfigError, args_to_values, config_parser, dump_yaml, from_dict,
+                              interruptible, usage_error)
+from toolforge.examples import (BadLine, Example, check_output_path, read_examples, replace_folder, seeded_sample,
+                                write_jsonl)
 from toolforge.evaluate.metrics import compute_metrics, confusion, same_tools
 from toolforge.evaluate.report import EVAL_SPLITS, plot_accuracy, plot_confusion, summary_table
 from toolforge.registry import load_registry
@@ -67,6 +78,9 @@ class EvalConfig:
     seed: int = _option(0, "the sampling seed")
 
     def validate(self) -> None:
+        if self.arm is not None and (not self.arm.strip() or Path(self.arm).name != self.arm or self.arm in (".", "..")
+                                     or "\\" in self.arm):
+            raise ConfigError(f"arm: {self.arm!r} is not an arm's name (runs/<arm>/); give a run folder with --run")
         unknown = sorted(set(self.routers or ()) - set(ROUTER_NAMES))
         if unknown:
             raise ConfigError(f"routers: unknown {unknown}; expected some of {list(ROUTER_NAMES)}")
@@ -160,13 +174,46 @@ def load_splits(config: EvalConfig, notes: list[str]) -> dict[str, list[Example]
     return splits
 
 
-def evaluate(config: EvalConfig) -> dict[str, dict[str, dict[str, Any]]]:
-    """Run every router on every split and write the report files; returns results.json's content."""
-    from toolforge.paths import runs_dir
+# What evaluate writes in its folder. A folder that holds anything else is not evaluate's to replace.
+EVAL_FILES = ("results.json", "summary.md", "errors.jsonl", "eval_config.yaml", "tool_accuracy.png", "confusion_*.png",
+              "predictions")
 
+
+def check_out_dir(out: Path) -> None:
+    """ConfigError naming out_dir when ``out`` cannot become evaluate's folder: a file, a place that cannot
+    be written, or a folder holding files that evaluate did not write."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"{out} is a file, not a folder")
+        check_output_path(out / "results.json")
+    except OSError as e:
+        raise ConfigError(f"out_dir: {e}") from None
+    others = sorted(p.name for p in out.iterdir() if not any(fnmatch.fnmatch(p.name, f) for f in EVAL_FILES)) \
+        if out.is_dir() else []
+    if others:
+        raise ConfigError(f"out_dir: {out} holds {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}, which "
+                          "evaluate did not write; give an evaluation's folder or a new one")
+
+
+def evaluate(config: EvalConfig) -> dict[str, dict[str, dict[str, Any]]]:
+    """Run every router on every split and write the report files all or nothing (into a folder beside
+    the output, which replaces it at the end); returns results.json's content."""
     config = config.resolved()
     out = config.output
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out)
+    staged = out.with_name(f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        staged.mkdir(parents=True)
+        results = _write_evaluation(config, staged)
+        replace_folder(staged, out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return results
+
+
+def _write_evaluation(config: EvalConfig, out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    from toolforge.paths import runs_dir
+
     tools = load_registry().names
     notes: list[str] = []
     if config.arm and not config.run_dir:
@@ -259,10 +306,14 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = from_dict(EvalConfig, args_to_values(EvalConfig, args), "evaluate").resolved()
-        evaluate(config)
+        with interruptible():   # Ctrl-C stops it even from a script that started it with SIGINT ignored
+            config = from_dict(EvalConfig, args_to_values(EvalConfig, args), "evaluate").resolved()
+            evaluate(config)
     except (ValueError, FileNotFoundError) as e:
         return usage_error("evaluate", e)
+    except KeyboardInterrupt:
+        print("evaluate: interrupted; the output folder is as it was", file=sys.stderr)
+        return INTERRUPTED
     print(f"evaluate: wrote {config.output}/results.json and summary.md", file=sys.stderr)
     print((config.output / "summary.md").read_text(encoding="utf-8"))
     return 0

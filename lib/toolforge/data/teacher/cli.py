@@ -10,13 +10,9 @@ refused or DNS failure on every slot: stopped at once; resumable), 130 interrupt
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from contextlib import contextmanager
-from typing import Iterator
 
-from toolforge.config import ConfigError, comma_list, load_config
+from toolforge.config import ConfigError, comma_list, interruptible, load_config
 from toolforge.examples import BadLine
 from toolforge.registry import load_registry
 from toolforge.data.teacher.backend import TeacherConfig
@@ -65,21 +61,6 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--temperature", type=float, default=1.0)
     _common(synth)
     return p
-
-
-@contextmanager
-def interruptible() -> Iterator[None]:
-    """Ctrl-C (SIGINT) interrupts the run even when it was inherited as ignored: a script's
-    background job (``cmd &``), nohup and many CI runners start commands that way, and the run would
-    otherwise go on to the end. A run stopped by SIGINT saves its work and exits 130 (resumable)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
