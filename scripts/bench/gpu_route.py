@@ -5,7 +5,13 @@
 
 One GPU command for the routing targets (p50 one at a time, queries/s batched, a 1,000-query file
 including the model load): ``--modes router,file`` on a trained run; the figures are printed and
-written to --out (default $OUT/bench_route.json when $OUT is set).
+written to --out (default $OUT/bench_route.json when $OUT is set). For a router with a vocabulary (the CPU
+arm's ``vocabulary.json``), ``--heads restricted,full`` measures router mode twice: with logits over the
+candidates only (the default) and with every one of the 262k logits (the decoder told it has no vocabulary),
+at each of the --batch-size sizes:
+
+    timeout 900 python3 scripts/bench/gpu_route.py --device cuda --model runs/gemma270m-cpu-demo \
+        --prompt-style bare --modes router --heads restricted,full --batch-size 64,256,512 --queries 100
 
 Modes (--modes, comma-separated):
 - generate: ``model.generate`` greedy on the full chat prompt (merged model, default dynamic cache),
@@ -94,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="--model is a folder with config.json and a tokenizer but no weights: initialise them "
                         "randomly (speed does not depend on the values; the modes that fix the token count only)")
     p.add_argument("--file-queries", type=int, default=1000, help="queries in the file mode's input")
+    p.add_argument("--heads", default="restricted", help="router mode: restricted (logits over the candidates "
+                   "where the run has a vocabulary), full (every logit), or both, comma-separated")
     p.add_argument("--out", default=os.path.join(os.environ["OUT"], "bench_route.json") if os.environ.get("OUT") else None,
                    help="write the figures as JSON here (default: $OUT/bench_route.json when $OUT is set)")
     args = p.parse_args(argv)
@@ -176,13 +184,19 @@ def main(argv: list[str] | None = None) -> int:
             print("forward", report["forward"], flush=True)
         del decoder
 
-    if "router" in modes:
+    for head in args.heads.split(",") if "router" in modes else []:
         from toolforge.route.router import Router
 
+        def opened(**options) -> Router:
+            router = Router(args.model, device=args.device, batch_size=max(batch_sizes), prompt_style=args.prompt_style,
+                            grammar=args.grammar, **options).load()
+            if head == "full":   # every one of the 262k logits, as before the restricted layer
+                router.backend.decoder.vocabulary = None
+            return router
+
+        key = "router" if head == "restricted" else f"router_{head}"
         start = time.perf_counter()
-        router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style,
-                        compile=on_cuda, grammar=args.grammar)
-        router.load()
+        router = opened(compile=on_cuda)
         for q in queries[:2]:
             router.route(q)
         compile_s = time.perf_counter() - start
@@ -190,19 +204,21 @@ def main(argv: list[str] | None = None) -> int:
 
         def route(q):
             results.append(router.route(q))
-        report["router"] = latency_stats([timed(lambda: route(q), args.device) for q in queries])
-        report["router"]["failed"] = sum(not r.ok for r in results)
-        report["router"]["load_and_compile_s"] = round(compile_s, 1)
-        report["router"]["answer_tokens_median"] = statistics.median(
+        report[key] = latency_stats([timed(lambda: route(q), args.device) for q in queries])
+        report[key]["failed"] = sum(not r.ok for r in results)
+        report[key]["load_and_compile_s"] = round(compile_s, 1)
+        report[key]["answer_tokens_median"] = statistics.median(
             len(tokenizer(r.raw or "", add_special_tokens=False)["input_ids"]) for r in results)
+        report[key]["vocabulary"] = None if router.backend.decoder.vocabulary is None else len(router.backend.decoder.vocabulary)
         del router
-        router = Router(args.model, device=args.device, batch_size=batch_sizes[0], prompt_style=args.prompt_style,
-                        grammar=args.grammar)
-        batch = [queries[i % len(queries)] for i in range(batch_sizes[0])]
-        router.route_batch(batch)
-        ms = [timed(lambda: router.route_batch(batch), args.device) for _ in range(args.batches)]
-        report["router"]["batched_qps"] = round(len(batch) / (statistics.median(ms) / 1000), 1)
-        print("router", report["router"], flush=True)
+        router = opened()
+        for size in batch_sizes:
+            batch = [queries[i % len(queries)] for i in range(size)]
+            router.route_batch(batch, batch_size=size)   # warm-up: graph capture for this size
+            ms = [timed(lambda: router.route_batch(batch, batch_size=size), args.device) for _ in range(args.batches)]
+            report[key][f"batched_qps_b{size}"] = round(size / (statistics.median(ms) / 1000), 1)
+        print(key, report[key], flush=True)
+        del router
 
     if "file" in modes:
         with tempfile.TemporaryDirectory() as tmp:
