@@ -208,6 +208,9 @@ def test_generate_stops_on_ctrl_c_started_with_sigint_ignored_and_keeps_the_data
 
 
 def test_ctrl_c_during_the_renames_waits_for_the_last_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(signal, "SIGINT", signal.SIGINT)   # (restored below: the handler is set for this test)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, whatever started us
+    monkeypatch.undo = (lambda undo: lambda: (undo(), signal.signal(signal.SIGINT, previous)))(monkeypatch.undo)
     files = {tmp_path / f"f{i}.txt": "old" for i in range(3)}
     examples.write_files(files)
     real, renamed = examples.os.replace, []
