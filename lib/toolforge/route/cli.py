@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=positive_int,
                    help=f"model routers: cap on answer tokens (default {DEFAULT_MAX_NEW_TOKENS})")
     p.add_argument("--fallback", choices=["heuristic"], help="answer with this router where the first fails")
-    p.add_argument("--train", help="embedding router: examples to take neighbours from (default: data/train.jsonl)")
+    p.add_argument("--train", help="embedding and keyword routers: the examples they learn from (default: data/train.jsonl)")
     return p
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs: dict[str, Any] = {}
     if args.router in ("model", "zero_shot"):
         kwargs = {"device": args.device, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
-    elif args.router == "embedding" and args.train:
+    elif args.router in ("embedding", "keyword") and args.train:
         kwargs = {"train_path": args.train}
     from toolforge.examples import BadLine, check_output_path, read_queries
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from toolforge.prompt import BAD_FORMAT, INVALID_JSON
+from toolforge.prompt import BAD_FORMAT, INVALID_JSON, MAX_CALLS
 
 # What a router reads of a query: its last QUERY_TAIL_CHARS characters (a longer one keeps its tail,
 # where the request usually is, as the model's own prompt truncation does).
@@ -24,6 +24,7 @@ PARSE_FAILURES = (INVALID_JSON, BAD_FORMAT)
 UNKNOWN_TOOL = "unknown_tool"
 SCHEMA_INVALID = "schema_invalid"
 TOO_MANY_CALLS = "too_many_calls"
+NOT_ALLOWED = "not_allowed"   # parsed and valid, but not an answer the request's AnswerSpec allows
 # The query cannot be routed: it is not text UTF-8 can carry (a lone surrogate).
 INVALID_QUERY = "invalid_query"
 # The router did not answer.
@@ -32,8 +33,8 @@ LOADING = "loading"           # its model was still loading when the caller's ti
 TIMEOUT = "timeout"           # it did not answer within the caller's time (never started, if it could not be)
 BUSY = "busy"                 # its work queue was full (toolforge.route.work_queue)
 ERROR = "error"               # any other exception
-ERROR_KINDS = (*PARSE_FAILURES, UNKNOWN_TOOL, SCHEMA_INVALID, TOO_MANY_CALLS, INVALID_QUERY, UNAVAILABLE, LOADING,
-               TIMEOUT, BUSY, ERROR)
+ERROR_KINDS = (*PARSE_FAILURES, UNKNOWN_TOOL, SCHEMA_INVALID, TOO_MANY_CALLS, NOT_ALLOWED, INVALID_QUERY, UNAVAILABLE,
+               LOADING, TIMEOUT, BUSY, ERROR)
 
 
 @dataclass
@@ -56,6 +57,35 @@ class RouteResult:
         if self.error:
             row["error"] = self.error
         return row
+
+
+@dataclass(frozen=True)
+class AnswerSpec:
+    """Which answers a request allows (an agent's ``tools`` and ``tool_choice``): calls only to ``tools``
+    (None: every tool of the registry), at least ``min_calls`` (1: a call is required) and at most
+    ``max_calls`` of them (0: no tool only). The default allows every answer of the registry."""
+    tools: tuple[str, ...] | None = None
+    min_calls: int = 0
+    max_calls: int = MAX_CALLS
+
+    def project(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """The part of an answer this spec allows: its calls to allowed tools, at most ``max_calls`` of them;
+        None when fewer than ``min_calls`` remain (a chain's calls are separate requests: dropping the ones a
+        request does not allow keeps the others right)."""
+        kept = [c for c in calls if self.tools is None or c["name"] in self.tools][:self.max_calls]
+        return kept if len(kept) >= self.min_calls else None
+
+    def allows(self, calls: list[dict[str, Any]]) -> str | None:
+        """Why ``calls`` are not an answer this spec allows, or None."""
+        if len(calls) < self.min_calls:
+            return f"at least {self.min_calls} call{'s' if self.min_calls > 1 else ''} required, got {len(calls)}"
+        if len(calls) > self.max_calls:
+            return f"at most {self.max_calls} calls allowed, got {len(calls)}"
+        outside = [c["name"] for c in calls if self.tools is not None and c["name"] not in self.tools]
+        return f"tool {outside[0]!r} is not among the request's tools" if outside else None
+
+
+DEFAULT_SPEC = AnswerSpec()
 
 
 class RouterUnavailable(RuntimeError):

@@ -264,6 +264,7 @@ def _lazy(target: str) -> Callable[..., BaseRouter]:
 ROUTERS: dict[str, Callable[..., BaseRouter]] = {
     "model": Router,
     "heuristic": _lazy("toolforge.route.heuristic:HeuristicRouter"),
+    "keyword": _lazy("toolforge.route.keyword:KeywordRouter"),
     "embedding": _lazy("toolforge.evaluate.comparisons:EmbeddingRouter"),
     "zero_shot": _zero_shot,
     "semantic_router": _lazy("toolforge.evaluate.comparisons:SemanticRouterRouter"),
