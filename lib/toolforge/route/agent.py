@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from toolforge.route.result import BUSY, ERROR, LOADING, TIMEOUT, UNAVAILABLE, RouteResult, RouterUnavailable
+from toolforge.route.result import (BUSY, DEFAULT_SPEC, ERROR, LOADING, TIMEOUT, UNAVAILABLE, AnswerSpec, RouteResult,
+                                    RouterUnavailable)
 from toolforge.route.router import BaseRouter, Router
 from toolforge.route.work_queue import QueueFull, work_queue
 
@@ -150,11 +151,12 @@ def within(fn: Callable[[], RouteResult], timeout_s: float | None, who: str) -> 
         return _failed(who, start, f"{type(e).__name__}: {e}", ERROR)
 
 
-def fall_back(query: str, first: RouteResult, fallback: BaseRouter) -> RouteResult:
-    """``first`` where it succeeded; else ``fallback``'s answer, its source saying why it answered."""
+def fall_back(query: str, first: RouteResult, fallback: BaseRouter, spec: AnswerSpec = DEFAULT_SPEC) -> RouteResult:
+    """``first`` where it succeeded; else ``fallback``'s answer (narrowed to ``spec``), its source saying
+    why it answered."""
     if first.ok:
         return first
-    second = fallback.route(query)
+    second = fallback.route_batch([query], batch_size=1, spec=spec)[0]
     second.source = f"{fallback.name} (fallback: {first.error_kind}: {first.error})"
     second.latency_ms += first.latency_ms
     return second

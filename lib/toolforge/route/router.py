@@ -32,8 +32,9 @@ from toolforge.config import ConfigError
 from toolforge.prompt import MAX_CALLS, AnswerParseError, build_messages, parse_answer
 from toolforge.registry import Registry, load_registry
 from toolforge.run import RunDir
-from toolforge.route.result import (DEFAULT_MAX_NEW_TOKENS, INVALID_QUERY, QUERY_TAIL_CHARS, SCHEMA_INVALID,
-                                    TOO_MANY_CALLS, UNKNOWN_TOOL, RouteResult, RouterUnavailable)
+from toolforge.route.result import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_SPEC, INVALID_QUERY, NOT_ALLOWED, QUERY_TAIL_CHARS,
+                                    SCHEMA_INVALID, TOO_MANY_CALLS, UNKNOWN_TOOL, AnswerSpec, RouteResult,
+                                    RouterUnavailable)
 
 class BaseRouter:
     """Shared plumbing: timing, batching and validation. Subclasses implement ``_propose``."""
@@ -41,6 +42,7 @@ class BaseRouter:
     name = "base"
     extracts_arguments = True   # False: emits tool names only; argument metrics do not apply
     produces_text = False       # True: output is model text that must parse
+    constrains_answers = False  # True: _propose(queries, spec) writes only the answers spec allows
     batch_size = 32
 
     def __init__(self, registry: Registry | None = None):
@@ -78,11 +80,13 @@ class BaseRouter:
         return self.route_batch([query], batch_size=1)[0]
 
     def route_batch(self, queries: Sequence[str | None], batch_size: int | None = None,
-                    progress: bool = False) -> list[RouteResult]:
+                    progress: bool = False, spec: AnswerSpec = DEFAULT_SPEC) -> list[RouteResult]:
         """Route many queries, ``batch_size`` at a time; each result's latency is its batch's wall
         time divided by the batch size (the amortised cost per query). An empty or whitespace-only
         query needs no tool: it gets ``[]`` without asking the model; one UTF-8 cannot carry gets a
-        failed result; a query neither a string nor None raises TypeError before any work."""
+        failed result; a query neither a string nor None raises TypeError before any work. ``spec``
+        narrows the answers allowed (a request's tools and tool_choice): a router that decodes under
+        the grammar writes only those; every router's answer is cut to it at the gate (``within``)."""
         texts = [query_text(q) for q in queries]
         unreadable = {i: why for i, text in enumerate(texts) if (why := unreadable_text(text))}
         results: list[RouteResult] = [RouteResult(None, 0.0, self.name, unreadable[i], INVALID_QUERY)
@@ -99,10 +103,11 @@ class BaseRouter:
             chunks = tqdm(chunks, desc=f"route {self.name}", unit="batch")
         for chunk in chunks:
             start = time.perf_counter()
-            proposals = self._propose([queries[i] for i in chunk])
+            asked_now = [queries[i] for i in chunk]
+            proposals = self._propose(asked_now, spec) if self.constrains_answers else self._propose(asked_now)
             ms = (time.perf_counter() - start) * 1000 / len(chunk)
             for i, proposal in zip(chunk, proposals):
-                results[i] = self.check(proposal, ms)
+                results[i] = within(self.check(proposal, ms), spec)
         return results
 
     def check(self, proposal: str | list[dict[str, Any]], latency_ms: float) -> RouteResult:
@@ -127,6 +132,19 @@ class BaseRouter:
         if reason:
             return RouteResult(None, latency_ms, self.name, reason, SCHEMA_INVALID, raw)
         return RouteResult(calls, latency_ms, self.name, raw=raw)
+
+
+def within(result: RouteResult, spec: AnswerSpec) -> RouteResult:
+    """``result`` cut to the answers ``spec`` allows (``AnswerSpec.project``); a failure (``not_allowed``)
+    where too little of it is left."""
+    if not result.ok or spec == DEFAULT_SPEC:
+        return result
+    kept = spec.project(result.tool_calls)
+    if kept is None:
+        return RouteResult(None, result.latency_ms, result.source, spec.allows(result.tool_calls), NOT_ALLOWED,
+                           result.raw)
+    result.tool_calls = kept
+    return result
 
 
 def query_text(query: str | None) -> str:

@@ -109,7 +109,6 @@ class Service:
             first = _failed(self.router.name, f"not trained on {request.unknown_tools}", NOT_ALLOWED)
         else:
             first = await self._model(request, start)
-        first = _within(request.spec, first)
         if first.ok:
             return first, {"answered_by": self.router.name, "latency_ms": _ms(start)}
         second = await asyncio.to_thread(self._fall_back, request, first)
@@ -127,7 +126,7 @@ class Service:
         if load.exception() is not None:
             return _failed(self.router.name, str(load.exception()), UNAVAILABLE)
         try:
-            future = self.queue.submit(request.query, deadline=time.monotonic() + left)
+            future = self.queue.submit(request.query, deadline=time.monotonic() + left, spec=request.spec)
         except QueueFull:
             raise ApiError(503, f"{self.queue.pending()} requests are waiting for the model; retry shortly",
                            code="queue_full", kind="server_error") from None
@@ -142,21 +141,10 @@ class Service:
     def _fall_back(self, request: ChatRequest, first: RouteResult) -> RouteResult:
         from toolforge.route.agent import fall_back
 
-        second = _within(request.spec, fall_back(request.query, first, self.fallback))
+        second = fall_back(request.query, first, self.fallback, request.spec)
         if not second.ok:
             return RouteResult([], second.latency_ms, f"none (fallback failed: {second.error})")
         return second
-
-
-def _within(spec, result: RouteResult) -> RouteResult:
-    """``result`` cut to what the request allows (``AnswerSpec.project``); a failure when too little is left."""
-    if not result.ok:
-        return result
-    kept = spec.project(result.tool_calls)
-    if kept is None:
-        return RouteResult(None, result.latency_ms, result.source, spec.allows(result.tool_calls), NOT_ALLOWED, result.raw)
-    result.tool_calls = kept
-    return result
 
 
 def _failed(who: str, error: str, kind: str) -> RouteResult:

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from toolforge.route.result import DEFAULT_SPEC, AnswerSpec
 from toolforge.route.router import BaseRouter
 
 # Pending queries per router at most: a burst beyond it is refused at once (the caller falls back)
@@ -43,6 +44,7 @@ class _Work:
     query: Any
     deadline: float | None
     future: Future
+    spec: AnswerSpec = DEFAULT_SPEC
 
 
 class WorkQueue:
@@ -59,13 +61,14 @@ class WorkQueue:
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, query: Any, deadline: float | None = None) -> Future:
-        """A future of ``query``'s RouteResult; QueueFull when ``bound`` queries are pending."""
+    def submit(self, query: Any, deadline: float | None = None, spec: AnswerSpec = DEFAULT_SPEC) -> Future:
+        """A future of ``query``'s RouteResult (its answers narrowed to ``spec``); QueueFull when ``bound``
+        queries are pending."""
         with self._lock:
             self._drop_dead()
             if len(self._waiting) + self._running >= self.bound:
                 raise QueueFull(f"{len(self._waiting) + self._running} queries pending for {self.name}, the bound")
-            work = _Work(query, deadline, Future())
+            work = _Work(query, deadline, Future(), spec)
             self._waiting.append(work)
             if self._worker is None:
                 self._worker = threading.Thread(target=self._serve, daemon=True, name=f"route {self.name}")
@@ -92,13 +95,17 @@ class WorkQueue:
         self._waiting = live
 
     def _take(self) -> list[_Work]:
-        """Up to batch_size live queries, marked running (a cancelled future cannot be started)."""
+        """Up to batch_size live queries of one AnswerSpec (the first waiting query's: a batch decodes under
+        one grammar), in order, marked running (a cancelled future cannot be started)."""
         self._drop_dead()
-        batch = []
+        batch, later = [], deque()
         while self._waiting and len(batch) < self.batch_size:
             work = self._waiting.popleft()
-            if work.future.set_running_or_notify_cancel():
+            if batch and work.spec != batch[0].spec:
+                later.append(work)
+            elif work.future.set_running_or_notify_cancel():
                 batch.append(work)
+        self._waiting.extendleft(reversed(later))
         return batch
 
     def _serve(self) -> None:
@@ -113,7 +120,7 @@ class WorkQueue:
             try:
                 if router is None:
                     raise RuntimeError(f"router {self.name} is gone")
-                results = router.route_batch([work.query for work in batch], batch_size=len(batch))
+                results = router.route_batch([work.query for work in batch], batch_size=len(batch), spec=batch[0].spec)
             except Exception as e:  # handed to each caller, who falls back
                 for work in batch:
                     work.future.set_exception(e)
