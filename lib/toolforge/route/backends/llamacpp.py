@@ -73,6 +73,7 @@ class LlamaCppBackend:
         self.grammar = _Grammar(self.vocab, self.n_vocab, self.stop_ids, registry) if grammar else None
         self.fast_forward = fast_forward and grammar
         self.vocabulary = allowed_ids(vocabulary, self.n_vocab, self.stop_ids)   # None: every token
+        self._vocabulary_ids = None if self.vocabulary is None else np.asarray(self.vocabulary, dtype=np.int64)
         self.head = None
         if self.vocabulary is not None and output_layer == "auto":
             from toolforge.route.backends.restricted_head import Head, supports
@@ -126,9 +127,10 @@ class LlamaCppBackend:
         """The token ids ``query``'s answer may use (sorted), or None for every token."""
         if self.vocabulary is None:
             return None
+        np = self._np
         own = query_token_ids(query, lambda text: self.llm.tokenize(text.encode("utf-8"), add_bos=False,
                                                                      special=False))
-        return self._np.asarray(allowed_ids(self.vocabulary, self.n_vocab, own), dtype=self._np.int64)
+        return np.union1d(self._vocabulary_ids, np.fromiter(own, dtype=np.int64, count=len(own)))
 
     # -- decoding --------------------------------------------------------------------------------
     def complete(self, queries: Sequence[str]) -> list[str]:
