@@ -192,3 +192,10 @@ def test_the_drafter_uses_every_family(folder):
     drafter = _Drafter(random.Random(0), ts, load_pools())
     assert {drafter.draft("set_lights").family for _ in range(30)} == {"set_lights.dim", "set_lights.stepped",
                                                                        "set_lights.spot"}
+
+
+def test_a_connector_that_leaves_a_call_unsaid_is_refused(tmp_path):
+    files = {**FILES, "chains.yaml": {**FILES["chains.yaml"], "connectors": {2: ["{1} and {2}"], 3: ["{1} and {2}"]}}}
+    registry, templates = write_folder(tmp_path, files)
+    with pytest.raises(ValueError, match=r"a 3-call connector names \{1\} \.\. \{3\}"):
+        load_templates(load_registry(registry), templates)

@@ -60,6 +60,7 @@ WRITTEN_CHAIN_SHARE, TRIPLE_SHARE = 0.35, 0.35
 FORMS = ("ask", "do", "kw", "say", "context", "foreign")
 # The forms a chain part may take, and how often: keyword parts ("paris weather + 5 km in miles") are rarer.
 CLAUSE_FORMS = {"ask": 0.45, "do": 0.4, "kw": 0.15}
+_PART = re.compile(r"\{(\d)\}")   # a connector's call: {1} {2} {3}
 _SLOT = re.compile(r"\{(\w+(?:\.\w+)?)\}")   # {room}, or {duration.seconds}: a field of a record (slot_pools)
 
 
@@ -198,6 +199,9 @@ def load_templates(registry: Registry | None = None, template_dir: Path = TEMPLA
             raw = {**raw, **{k: v for k, v in _read_yaml(TEMPLATE_DIR / "chains.yaml").items() if k.endswith("connectors")}}
     connectors, commands = ({int(k): list(v) for k, v in (raw.get(key) or {}).items()}
                             for key in ("connectors", "command_connectors"))
+    for n, c in [(n, c) for table in (connectors, commands) for n, cs in table.items() for c in cs]:
+        if sorted(set(_PART.findall(c))) != [str(i) for i in range(1, n + 1)]:   # else a call would go unsaid
+            raise ValueError(f"chains.yaml: a {n}-call connector names {{1}} .. {{{n}}}, each at least once: {c!r}")
     registers, contexts = load_registers(template_dir)
     return TemplateSet(by_category, registers, contexts, connectors, commands)
 
