@@ -27,7 +27,7 @@ variant() {  # name overrides gpu
   start=$(date +%s)
   # shellcheck disable=SC2086  # the overrides are words
   CUDA_VISIBLE_DEVICES=$gpu OMP_NUM_THREADS=2 python3 -m toolforge train --config configs/arms/gemma270m-cpu-demo.yaml \
-    --device cuda --quantization none --mixed_precision '"no"' --output_root "$WORK/runs" --name "$name" $overrides \
+    --device cuda --quantization none --mixed_precision no --output_root "$WORK/runs" --name "$name" $overrides \
     > "$WORK/logs/$name.train.log" 2>&1 || { echo "$name: training failed"; tail -n 5 "$WORK/logs/$name.train.log"; return; }
   echo "$(( $(date +%s) - start ))" > "$WORK/runs/$name/train_wall_s"
   CUDA_VISIBLE_DEVICES=$gpu OMP_NUM_THREADS=2 python3 -m toolforge evaluate --run "$WORK/runs/$name" --routers model \

@@ -2,14 +2,14 @@
 # Train the default arm and a larger one side by side, one GPU each (nvidia-h200-x2), then evaluate each
 # on every split, in one device call (after scripts/machine/stage.sh):
 #   source scripts/machine/env.sh && bash scripts/sweeps/retrain.sh
-# ARMS (default "gemma270m-full gemma270m-r128") picks the arms, one GPU each, in order. Writes to $OUT:
+# ARMS (default "gemma270m-full gemma270m-r64") picks the arms, one GPU each, in order. Writes to $OUT:
 # retrain.tar.gz (each run's arm.yaml, metrics.json and eval/ folder: results.json, summary.md, errors,
 # plots; no weights) and one log per arm. The runs stay in runs/<arm>/ while the machine is warm.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export TOOLFORGE_COMPILE=${TOOLFORGE_COMPILE:-0} PYTHONUNBUFFERED=1
 OUT=${OUT:-runs/retrain-out}
-ARMS=${ARMS:-"gemma270m-full gemma270m-r128"}
+ARMS=${ARMS:-"gemma270m-full gemma270m-r64"}
 mkdir -p "$OUT"
 gpu=0
 for arm in $ARMS; do

@@ -1,17 +1,18 @@
 """What training sees when, and when it stops: the order of the batches and the patience in epochs.
 
-Two causes made a default run stop on noise (issue 21; the recorded curves in
-results/gpu-h200-2026-11-30/). Validation loss every 20 steps of the first epoch went 1.49 -> 0.46 ->
-1.50 -> 0.67 -> 0.37 -> 0.51, and a patience of 3 evaluations stopped one seed at 1.33 epochs:
+Two causes, read from the code and the recorded curves (issue 21, results/gpu-h200-2026-11-30/,
+docs/training.md), made a default run stop on noise. Validation loss every 20 steps of the first epoch
+went 1.49 -> 0.46 -> 1.50 -> 0.67 -> 0.37 -> 0.51, and a patience of 3 evaluations stopped one seed at
+1.33 epochs:
 
 * **The batch order.** transformers' ``group_by_length`` sorts each mega-batch (29 batches of 64 on the
   7,655 examples) from the longest examples to the shortest and feeds it in that order: for 29 steps in
   a row the model sees three-call chains, then two-call chains, then single calls, then one-token
-  no-tool answers, four times an epoch. Adam follows each run, and the validation loss swings with
-  where in that cycle it is measured. ``LengthGroupedBatches`` keeps what grouping by length buys (the
+  no-tool answers, four times an epoch. Adam follows each run; the worst evaluations came just after a
+  mega-batch's short end. ``LengthGroupedBatches`` keeps what grouping by length buys (the
   CPU arm's batches are padded 1.07x instead of 1.78x) and shuffles the batches across the epoch.
 * **The patience.** Counted in evaluations it is a fraction of an epoch (3 x 20 steps of 120);
-  ``EpochPatience`` counts it in epochs and never stops inside the first one. The best checkpoint is
+  ``epoch_patience_callback`` counts it in epochs and never stops inside the first one. The best checkpoint is
   still the one kept (``load_best_model_at_end``).
 """
 from __future__ import annotations
