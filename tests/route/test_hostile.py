@@ -58,13 +58,18 @@ def read_rows(path):
 
 def test_a_lone_surrogate_is_a_failed_row_written_escaped(tmp_path, queries, capsys, tiny_model_dir):
     out = tmp_path / "out.jsonl"
-    for router in (["--router", "heuristic"], ["--model", str(tiny_model_dir), "--device", "cpu",
-                                               "--max-new-tokens", "8", "--fallback", "heuristic"]):
-        assert main([*router, "--input", str(queries), "--output", str(out)]) == 0
-        rows = read_rows(out)
-        assert rows[0]["query"] == "weather in paris \ud800" and rows[0]["tool_calls"] is None
-        assert "lone surrogate" in rows[0]["error"] and "\\ud800" in out.read_text(encoding="utf-8")
-        assert rows[1]["tool_calls"] is not None
+    assert main(["--router", "heuristic", "--input", str(queries), "--output", str(out)]) == 0
+    rows = read_rows(out)
+    assert rows[0]["query"] == "weather in paris \ud800" and rows[0]["tool_calls"] is None
+    assert "lone surrogate" in rows[0]["error"] and "\\ud800" in out.read_text(encoding="utf-8")
+    assert rows[1]["tool_calls"] is not None
+    # the model router with the fallback: the row fails for both (never asked: the model is not even loaded)
+    lone = tmp_path / "lone.jsonl"
+    lone.write_text('{"query": "caf\\udce9 weather"}\n', encoding="utf-8")
+    assert main(["--model", str(tiny_model_dir), "--device", "cpu", "--fallback", "heuristic", "--input", str(lone),
+                 "--output", str(out)]) == 0
+    row, = read_rows(out)
+    assert row["tool_calls"] is None and "lone surrogate" in row["error"] and row["source"].startswith("heuristic (fallback")
     assert main(["--router", "heuristic", "--input", str(queries)]) == 0   # stdout too
     printed = capsys.readouterr().out
     assert "\\ud800" in printed and json.loads(printed.splitlines()[0])["tool_calls"] is None
