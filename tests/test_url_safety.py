@@ -283,3 +283,14 @@ def test_the_reasons_say_what_is_wrong():
     assert "non-standard form" in url_problem("http://0x7f.1/")
     assert "credentials" in url_problem("http://user@example.com/")
     assert "local host (localhost)" in url_problem("http://LOCALHOST./")
+
+
+def test_exports_say_uri_for_a_public_url_and_keep_arguments_named_like_keywords():
+    from toolforge.registry import gemini_schema
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in REGISTRY.to_openai_tools()}
+    assert tools["web_reader"]["properties"]["url"]["format"] == "uri"
+    assert "format" not in tools["calculator"]["properties"]["expression"]
+    schema = {"type": "object", "properties": {"format": {"type": "string", "format": "public-url"},
+                                               "allOf": {"type": "string"}}, "allOf": [{"required": ["format"]}]}
+    assert gemini_schema(schema) == {"type": "object", "properties": {"format": {"type": "string"},
+                                                                      "allOf": {"type": "string"}}}

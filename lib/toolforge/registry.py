@@ -8,7 +8,6 @@ of ``toolforge.formats`` (``public-url``, ``arithmetic``), which the check enfor
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -111,11 +110,12 @@ class Registry:
 
     # -- exports --------------------------------------------------------------------------------
     def to_openai_tools(self) -> list[dict[str, Any]]:
-        """OpenAI chat-completions ``tools`` (also accepted by vLLM, llama.cpp and Ollama servers)."""
+        """OpenAI chat-completions ``tools`` (also accepted by vLLM, llama.cpp and Ollama servers); a
+        public-url is exported as JSON Schema's ``uri``, the other formats of this registry not at all."""
         return [
             {"type": "function",
              "function": {"name": t.name, "description": t.description,
-                          "parameters": copy.deepcopy(t.parameters)}}
+                          "parameters": exported_schema(t.parameters, drop=(), formats={"public-url": "uri"})}}
             for t in self.tools.values()
         ]
 
@@ -156,20 +156,37 @@ def _raising(check):
     return checker
 
 
-# Keys Gemini's function-declaration schema does not accept (conditional and closed-object rules, and
-# formats other than its own);
-# they stay enforced locally by ``Registry.check_call`` on whatever comes back.
-_GEMINI_UNSUPPORTED = {"allOf", "anyOf", "oneOf", "if", "then", "else", "additionalProperties", "$schema", "format"}
+# Keys Gemini's function-declaration schema does not accept (conditional and closed-object rules);
+# they stay enforced locally by ``Registry.check_call`` on whatever comes back, as this registry's formats do.
+_GEMINI_UNSUPPORTED = {"allOf", "anyOf", "oneOf", "if", "then", "else", "additionalProperties", "$schema"}
 
 
 def gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    def strip(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k not in _GEMINI_UNSUPPORTED}
+    return exported_schema(schema, drop=_GEMINI_UNSUPPORTED, formats={})
+
+
+def exported_schema(schema: dict[str, Any], drop: Iterable[str], formats: dict[str, str]) -> dict[str, Any]:
+    """A copy of ``schema`` for another system: the keywords in ``drop`` left out, and this registry's
+    formats (``toolforge.formats``) given as ``formats`` maps them (left out where it does not). Names of
+    properties are never keywords: an argument called ``format`` stays."""
+    drop = set(drop)
+
+    def walk(node: Any, properties: bool = False) -> Any:
         if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-    return strip(schema)
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if properties:
+            return {name: walk(sub) for name, sub in node.items()}
+        out = {}
+        for key, value in node.items():
+            if key == "format" and value in FORMATS:
+                if value in formats:
+                    out[key] = formats[value]
+            elif key not in drop:
+                out[key] = walk(value, properties=key == "properties")
+        return out
+    return walk(schema)
 
 
 def _parse_registry(raw: Any, source: str) -> Registry:
