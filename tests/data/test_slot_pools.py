@@ -168,7 +168,8 @@ def test_a_bad_pool_is_named(pool, says):
 
 
 @pytest.mark.parametrize("call, says", [
-    ("{duration}", "holds records; name a field"), ("{duration.minutes}", "no field 'minutes'"),
+    ("{duration}", "family start_timer.bad: slot {duration}: pool .duration. holds records; name a field"),
+    ("{duration.minutes}", "no field .minutes."),
     ("{contact.name}", "plain values, not records"), ("{nowhere}", "no value for slot"),
 ])
 def test_a_slot_that_cannot_be_filled_is_named(tmp_path, call, says):

@@ -230,7 +230,7 @@ def draw_values(rng: random.Random, family: Family, text: str, pools: Pools) -> 
     values: dict[str, Any] = {}
     for frame in family.frames:
         values.update(FRAMES[frame](rng, pools))
-    draw_slots(rng, slots_of(text, family.calls), lambda name: _free_pool(name, family, pools), values)
+    draw_slots(rng, slots_of(text, family.calls), lambda name: _free_pool(name, family, pools), values, family.id)
     return values
 
 

@@ -80,13 +80,15 @@ def base_pool(name: str, has_pool: Callable[[str], bool]) -> str:
     return name
 
 
-def draw_slots(rng: random.Random, keys: list[str], find_pool: Callable[[str], Any], values: dict[str, Any]) -> None:
+def draw_slots(rng: random.Random, keys: list[str], find_pool: Callable[[str], Any], values: dict[str, Any],
+               family: str = "") -> None:
     """Fill ``values[key]`` for each slot key not already there (frames' values win), in key order.
 
     ``find_pool(name)`` returns the pool named ``name`` or raises KeyError saying where none was found.
     One record is drawn per slot name (``{duration.text}`` and ``{duration.seconds}`` share it), and the
-    slots of one pool (``{room}``, ``{room2}``) draw distinct values.
+    slots of one pool (``{room}``, ``{room2}``) draw distinct values. Errors name ``family``.
     """
+    at = f"family {family}: " if family else ""
     def has_pool(name: str) -> bool:
         try:
             find_pool(name)
@@ -103,16 +105,16 @@ def draw_slots(rng: random.Random, keys: list[str], find_pool: Callable[[str], A
         if name not in drawn:
             pool_name = base_pool(name, has_pool)
             pool = find_pool(pool_name)
-            drawn[name] = (_draw(rng, pool, used.setdefault(pool_name, []), f"{{{key}}} (pool {pool_name!r})"),
+            drawn[name] = (_draw(rng, pool, used.setdefault(pool_name, []), f"{at}slot {{{key}}} (pool {pool_name!r})"),
                            pool_kind(pool))
         value, kind = drawn[name]
         if kind == "records" and not field:
-            raise KeyError(f"slot {{{key}}}: pool {name!r} holds records; name a field: "
+            raise KeyError(f"{at}slot {{{key}}}: pool {name!r} holds records; name a field: "
                            + ", ".join(f"{{{name}.{f}}}" for f in value))
         if kind != "records" and field:
-            raise KeyError(f"slot {{{key}}}: pool {name!r} holds plain values, not records with fields")
+            raise KeyError(f"{at}slot {{{key}}}: pool {name!r} holds plain values, not records with fields")
         if field and field not in value:
-            raise KeyError(f"slot {{{key}}}: the records of pool {name!r} have no field {field!r} "
+            raise KeyError(f"{at}slot {{{key}}}: the records of pool {name!r} have no field {field!r} "
                            f"(fields: {', '.join(value)})")
         values[key] = value[field] if field else value
 
@@ -124,7 +126,7 @@ def _draw(rng: random.Random, pool: Any, used: list[Any], what: str) -> Any:
         (lo, hi), step = pool["range"], pool.get("step", 1)
         options = (hi - lo) // step + 1
         if len(used) >= options:
-            raise KeyError(f"slot {what}: the range has only {options} values")
+            raise KeyError(f"{what}: the range has only {options} values")
         while True:
             value = lo + step * rng.randrange(options)
             if value not in used:
@@ -136,7 +138,7 @@ def _draw(rng: random.Random, pool: Any, used: list[Any], what: str) -> Any:
         else:
             free = [i for i, item in enumerate(items) if item not in used]
             if not free:
-                raise KeyError(f"slot {what}: the pool has only {len(items)} distinct values")
+                raise KeyError(f"{what}: the pool has only {len(items)} distinct values")
             value = items[rng.choice(free)]
     used.append(value)
     return value
