@@ -51,6 +51,7 @@ _before = set(globals())
 # %% tags=["parameters"]
 name = "gemma270m-cpu-demo"        # arm name = output folder runs/<name>/ and W&B run name
 model = "embedded:gemma-3-270m"    # HF id, local folder, or embedded:gemma-3-270m (offline default)
+registry = ""                      # the tools: a registry YAML (tools import); "" = the built-in nine
 data_dir = ""                      # "" = auto: $TOOLFORGE_DATA, Kaggle input, or the repo's data/
 output_root = ""                   # "" = auto: $TOOLFORGE_RUNS, /kaggle/working/runs, or runs/
 max_train_examples = 0             # 0 = the whole train split; else a seeded subset (data-size arms)

@@ -55,6 +55,7 @@ device = None                  # None = cuda when available, else cpu
 batch_size = None              # queries per batch (throughput figure); None = auto: 64 on a GPU, 8 on a CPU
 latency_samples = None         # queries timed one at a time per split; None = auto: 50 on a GPU, 3 on a CPU
 seed = 0                       # the sampling seed
+registry = None                # the tools (a registry YAML); None = the run's own, else the built-in nine
 
 # %% [markdown]
 # Check the parameters (an unknown name or a wrong type fails here, naming it) and resolve "auto": which

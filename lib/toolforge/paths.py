@@ -17,11 +17,18 @@ def on_kaggle() -> bool:
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_INPUT.is_dir()
 
 
+def repo_path(path: str | Path) -> Path:
+    """A path a config names: as given when it exists from here (or is absolute), else from the repository
+    root (the notebooks run in notebooks/, and configs name paths from the root: examples/home/tools.yaml)."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else REPO_ROOT / path
+
+
 def data_dir(explicit: str | Path | None = None) -> Path:
     """The dataset folder: an explicit path, else $TOOLFORGE_DATA, else the attached Kaggle
     dataset (/kaggle/input/<slug>/), else the repository's data/."""
     if explicit:
-        return Path(explicit)
+        return repo_path(explicit)
     if os.environ.get("TOOLFORGE_DATA"):
         return Path(os.environ["TOOLFORGE_DATA"])
     kaggle = KAGGLE_INPUT / KAGGLE_SLUG

@@ -8,6 +8,7 @@ than spelling out a file name::
       adapter/            the PEFT adapter and its tokenizer (the best checkpoint)
       metrics.json        loss histories, wall time, tokens/s, peak memory, device
       vocabulary.json     the tokens the router may write (arms with loss_vocabulary: data; route.vocabulary)
+      registry.yaml       the tools it was trained on (a copy of the arm's registry): routing always uses these
       router-<quant>.gguf the run exported for llama.cpp (train.export); used while newer than the adapter
       router-<quant>.vocabulary.gguf  the same layers with an output layer of the vocabulary's tokens only,
                           derived from it by the llama.cpp backend on first use (``vocabulary_gguf_path``)
@@ -18,7 +19,8 @@ than spelling out a file name::
       .partial/           a run being trained; moved into place all or nothing by ``commit``
 
 A model folder that is not a run (a merged model, the folder of a GGUF file) carries a vocabulary file
-the same way: ``read_vocabulary`` and ``copy_vocabulary`` take any model reference.
+the same way, and its registry: ``read_vocabulary``, ``registry_path`` and ``copy_model_files`` take any
+model reference.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ from typing import Any, Sequence
 from toolforge.config import ConfigError, read_yaml
 
 VOCABULARY_FILE = "vocabulary.json"
+REGISTRY_FILE = "registry.yaml"
+# Files a model folder carries beside its weights, which a merge or an export copies along.
+MODEL_FILES = (VOCABULARY_FILE, REGISTRY_FILE)
 DEFAULT_QUANT = "q8_0"   # the GGUF a CPU router serves from
 
 
@@ -46,7 +51,7 @@ class RunDir:
     FAILED = "FAILED.txt"
     STAGING = ".partial"
     # What a training writes, moved into place by commit in this order: arm.yaml last.
-    TRAINED = (ADAPTER, METRICS, VOCABULARY_FILE, ARM)
+    TRAINED = (ADAPTER, METRICS, VOCABULARY_FILE, REGISTRY_FILE, ARM)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -158,7 +163,8 @@ class RunDir:
         The old arm.yaml goes first and the new one comes last, so that whatever stops this midway the
         folder never holds one arm's settings beside another's adapter: either a whole run or no arm.yaml
         (which every reader refuses). The old run's evaluation goes too: it judged the old adapter. A
-        training without a vocabulary removes an earlier run's; a missing adapter or metrics stops here.
+        training without a vocabulary (or registry) file removes an earlier run's; a missing adapter or
+        metrics stops here.
         """
         staging = self.staging
         self.arm_file.unlink(missing_ok=True)
@@ -167,7 +173,7 @@ class RunDir:
             target = self.path / name
             if target.is_dir():
                 shutil.rmtree(target)
-            if name == VOCABULARY_FILE and not (staging / name).exists():
+            if name in MODEL_FILES and not (staging / name).exists():
                 target.unlink(missing_ok=True)
                 continue
             (staging / name).replace(target)
@@ -180,12 +186,22 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 # -- the vocabulary file of any model folder -----------------------------------------------------------
 
-def vocabulary_path(model_ref: str | Path) -> Path | None:
-    """The vocabulary file of a model: in its folder (a run, a merged model), or beside its GGUF file."""
+def model_file(model_ref: str | Path, name: str) -> Path | None:
+    """A file a model carries (``MODEL_FILES``): in its folder (a run, a merged model), or beside its GGUF."""
     ref = Path(model_ref)
     folder = ref.parent if ref.suffix.lower() == ".gguf" else ref
-    path = folder / VOCABULARY_FILE
+    path = folder / name
     return path if path.is_file() else None
+
+
+def vocabulary_path(model_ref: str | Path) -> Path | None:
+    """The vocabulary file of a model: in its folder (a run, a merged model), or beside its GGUF file."""
+    return model_file(model_ref, VOCABULARY_FILE)
+
+
+def registry_path(model_ref: str | Path) -> Path | None:
+    """The registry a model was trained on (its folder's registry.yaml); None: the built-in nine tools."""
+    return model_file(model_ref, REGISTRY_FILE)
 
 
 def vocabulary_gguf_path(gguf: str | Path) -> Path:
@@ -220,12 +236,15 @@ def read_vocabulary(model_ref: str | Path, n_vocab: int | None = None) -> list[i
     return ids
 
 
-def copy_vocabulary(model_ref: str | Path, folder: str | Path) -> Path | None:
-    """Copy a model's vocabulary file into ``folder`` (where a merge or an export writes), if it has one."""
-    source = vocabulary_path(model_ref)
-    if source is None:
-        return None
-    target = Path(folder) / VOCABULARY_FILE
-    if source.resolve() != target.resolve():
-        shutil.copyfile(source, target)
-    return target
+def copy_model_files(model_ref: str | Path, folder: str | Path) -> list[Path]:
+    """Copy a model's vocabulary and registry files into ``folder`` (where a merge or an export writes)."""
+    copied = []
+    for name in MODEL_FILES:
+        source = model_file(model_ref, name)
+        if source is None:
+            continue
+        target = Path(folder) / name
+        if source.resolve() != target.resolve():
+            shutil.copyfile(source, target)
+        copied.append(target)
+    return copied

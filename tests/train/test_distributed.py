@@ -126,7 +126,7 @@ def test_two_processes_follow_the_same_loss_curve_as_one(runs):
 def test_only_rank_0_writes_the_run_folder_and_logs(runs):
     root = runs["root"]
     assert [p.name for p in (root / "two").iterdir()] == ["two"]
-    assert sorted(p.name for p in (root / "two" / "two").iterdir()) == ["adapter", "arm.yaml", "metrics.json"]
+    assert sorted(p.name for p in (root / "two" / "two").iterdir()) == ["adapter", "arm.yaml", "metrics.json", "registry.yaml"]
     assert runs["output"].count("run: wrote") == 1
     assert runs["output"].count("effective batch 4") == 1  # the batch and learning rate, stated once
     assert len(list((root / "wandb" / "wandb").glob("offline-run-*"))) == 1

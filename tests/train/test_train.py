@@ -344,7 +344,7 @@ def test_a_finished_run_replaces_the_earlier_one_whole(tiny_model_dir, data_dir,
     assert load_arm(second.run_dir / "arm.yaml") == second
     assert json.loads((second.run_dir / "adapter" / "adapter_config.json").read_text())["r"] == 8
     assert not (second.run_dir / "eval").exists()  # it judged the old adapter
-    assert sorted(p.name for p in second.run_dir.iterdir()) == ["adapter", "arm.yaml", "metrics.json"]
+    assert sorted(p.name for p in second.run_dir.iterdir()) == ["adapter", "arm.yaml", "metrics.json", "registry.yaml"]
 
 
 def test_a_commit_stopped_midway_leaves_no_arm_settings_beside_another_adapter(tmp_path):
@@ -367,13 +367,14 @@ def test_a_commit_stopped_midway_leaves_no_arm_settings_beside_another_adapter(t
 
 
 def test_a_run_without_a_vocabulary_removes_the_earlier_runs(tmp_path):
-    # a router must never decode over the token list of an earlier training of its folder
+    # a router must never decode over the token list (or the tools) of an earlier training of its folder
 
     run_dir, staging = tmp_path / "run", RunDir(tmp_path / "run").staging
     (staging / "adapter").mkdir(parents=True)
     (staging / "metrics.json").write_text("{}")
     dump_yaml(ArmConfig(name="new"), staging / "arm.yaml")
     (run_dir / "vocabulary.json").write_text('{"token_ids": [1, 2]}')
+    (run_dir / "registry.yaml").write_text("tools: []")
     RunDir(run_dir).commit()
     assert sorted(p.name for p in run_dir.iterdir()) == ["adapter", "arm.yaml", "metrics.json"]
 

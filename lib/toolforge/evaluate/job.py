@@ -38,9 +38,11 @@ from toolforge.examples import (BadLine, Example, check_output_path, read_exampl
                                 write_jsonl)
 from toolforge.evaluate.metrics import compute_metrics, confusion, same_tools
 from toolforge.evaluate.report import EVAL_SPLITS, plot_accuracy, plot_confusion, summary_table
-from toolforge.registry import load_registry
+from toolforge.paths import repo_path
+from toolforge.registry import DEFAULT_REGISTRY_PATH, load_registry
 from toolforge.route.result import RouterUnavailable
 from toolforge.route.router import ROUTER_NAMES, BaseRouter, make_router
+from toolforge.run import registry_path
 
 # Routers fitted on the data folder's train (and val) split: they are told where it is.
 FITTED_ON_TRAIN = ("embedding", "keyword", "semantic_router", "setfit")
@@ -66,7 +68,8 @@ class EvalConfig:
     run_dir: str | None = _option(None, "or the run folder itself (it must exist); default: runs/<arm>/")
     routers: list[str] | None = _option(None, f"comma-separated, from {','.join(ROUTER_NAMES)}; "
                                               "default: all, the model only where the run exists")
-    splits: list[str] = _option(EVAL_SPLITS, "comma-separated; a split without a file in the data folder is skipped")
+    splits: list[str] = _option(EVAL_SPLITS, "comma-separated names of files in the data folder, or JSONL paths "
+                                             "(examples/home/eval.jsonl); a split without a file is skipped")
     max_examples: int | None = _option(None, "per split, a seeded sample (the same for every router); 0 = all; "
                                              "default: all on a GPU, 20 on a CPU")
     data_dir: str | None = _option(None, "the dataset folder; default: $TOOLFORGE_DATA, Kaggle input or data/")
@@ -76,6 +79,8 @@ class EvalConfig:
     latency_samples: int | None = _option(None, "queries timed one at a time per split, after a warm-up; "
                                                 "default: 50 on a GPU, 3 on a CPU")
     seed: int = _option(0, "the sampling seed")
+    registry: str | None = _option(None, "the tools (a registry YAML); default: the run's own (its registry.yaml), "
+                                         "else the built-in nine")
 
     def validate(self) -> None:
         if self.arm is not None and (not self.arm.strip() or Path(self.arm).name != self.arm or self.arm in (".", "..")
@@ -112,8 +117,10 @@ class EvalConfig:
             raise ConfigError("out_dir: needed when there is no run to write into" + (f" (none at {run})" if run else ""))
         device = self.device or default_device()
         auto = AUTO["cuda" if device.startswith("cuda") else "cpu"]
+        own = registry_path(run) if has_run else None
+        registry = str(repo_path(self.registry)) if self.registry else str(own or DEFAULT_REGISTRY_PATH)
         return dataclasses.replace(
-            self, run_dir=str(run) if has_run else None, routers=routers, device=device,
+            self, run_dir=str(run) if has_run else None, routers=routers, device=device, registry=registry,
             data_dir=str(data_dir(self.data_dir)), out_dir=self.out_dir or str(run / "eval"),
             **{key: value if getattr(self, key) is None else getattr(self, key) for key, value in auto.items()})
 
@@ -123,21 +130,24 @@ class EvalConfig:
         return Path(self.out_dir)
 
 
-def load_split(path: Path, max_examples: int = 0, seed: int = 0) -> tuple[list[Example], list[BadLine]]:
+def load_split(path: Path, max_examples: int = 0, seed: int = 0, registry=None) -> tuple[list[Example], list[BadLine]]:
     """The examples of a split (bad lines reported, not fatal), sampled down to ``max_examples``."""
     errors: list[BadLine] = []
-    examples = read_examples(path, strict=False, errors=errors)
+    examples = read_examples(path, registry, strict=False, errors=errors)
     return seeded_sample(examples, max_examples, seed), errors
 
 
 def build_router(kind: str, config: EvalConfig) -> BaseRouter:
+    """A router of the resolved config, over its registry (ValueError where the router cannot route those
+    tools: the heuristic knows only the built-in nine; a model only the tools it was trained on)."""
+    registry = load_registry(config.registry)
     if kind in ("model", "zero_shot"):
-        return make_router(kind, config.run_dir if kind == "model" else None,
+        return make_router(kind, config.run_dir if kind == "model" else None, registry=registry,
                            device=config.device, batch_size=config.batch_size)
     if kind in FITTED_ON_TRAIN:
         data = Path(config.data_dir)
-        return make_router(kind, train_path=data / "train.jsonl", val_path=data / "val.jsonl")
-    return make_router(kind)
+        return make_router(kind, train_path=data / "train.jsonl", val_path=data / "val.jsonl", registry=registry)
+    return make_router(kind, registry=registry)
 
 
 def evaluate_router(router: BaseRouter, examples: list[Example], config: EvalConfig, tools: list[str]):
@@ -161,13 +171,15 @@ def evaluate_router(router: BaseRouter, examples: list[Example], config: EvalCon
 def load_splits(config: EvalConfig, notes: list[str]) -> dict[str, list[Example]]:
     """The (sampled) examples of each split that exists; a missing split or bad line becomes a note."""
     splits: dict[str, list[Example]] = {}
+    registry = load_registry(config.registry)
     for split in config.splits:
-        path = Path(config.data_dir) / f"{split}.jsonl"
+        path = repo_path(split) if split.endswith(".jsonl") else Path(config.data_dir) / f"{split}.jsonl"
+        split = Path(split).stem
         if not path.is_file():
             notes.append(f"split {split}: {path} not found, skipped")
             print(f"evaluate: split {split} skipped: {path} not found", file=sys.stderr)
             continue
-        splits[split], bad = load_split(path, config.max_examples, config.seed)
+        splits[split], bad = load_split(path, config.max_examples, config.seed, registry)
         notes += [f"split {split}: skipped bad line {b}" for b in bad]
     if not splits:
         raise FileNotFoundError(f"none of the splits {config.splits} exist in {config.data_dir}")
@@ -214,7 +226,7 @@ def evaluate(config: EvalConfig) -> dict[str, dict[str, dict[str, Any]]]:
 def _write_evaluation(config: EvalConfig, out: Path) -> dict[str, dict[str, dict[str, Any]]]:
     from toolforge.paths import runs_dir
 
-    tools = load_registry().names
+    tools = load_registry(config.registry).names
     notes: list[str] = []
     if config.arm and not config.run_dir:
         notes.append(f"router model: not evaluated: arm {config.arm!r} has no run in {runs_dir()}")
@@ -223,7 +235,12 @@ def _write_evaluation(config: EvalConfig, out: Path) -> dict[str, dict[str, dict
     results: dict[str, dict[str, dict[str, Any]]] = {}
     errors: list[dict[str, Any]] = []
     for kind in config.routers:
-        router = build_router(kind, config)
+        try:
+            router = build_router(kind, config)
+        except ValueError as e:   # it cannot route these tools (the heuristic, for another registry)
+            notes.append(f"router {kind}: not evaluated: {e}")
+            print(f"evaluate: router {kind} skipped: {e}", file=sys.stderr)
+            continue
         try:
             start = time.perf_counter()
             router.load()

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from toolforge.paths import data_dir
+from toolforge.registry import load_registry
 from toolforge.route.result import (BUSY, DEFAULT_SPEC, ERROR, LOADING, TIMEOUT, UNAVAILABLE, AnswerSpec, RouteResult,
                                     RouterUnavailable)
 from toolforge.route.router import BaseRouter, Router
 from toolforge.route.work_queue import QueueFull, work_queue
+from toolforge.run import RunDir
 
 # Tool -> an agent's decision type. "no_tool" and "chain" are the two outcomes that are not one tool.
 DEFAULT_DECISION_MAP = {
@@ -179,7 +182,7 @@ def route_for_agent(query: Any, router: BaseRouter | None = None, fallback: Base
     """
     mapping = load_decision_map(decision_map)
     router = router if router is not None else shared_router()
-    fallback = fallback if fallback is not None else _heuristic()
+    fallback = fallback if fallback is not None else fallback_for(router)
     start = time.monotonic()
     try:
         timeout_s = check_timeout(timeout_s)
@@ -242,10 +245,35 @@ _LOADS_LOCK = threading.Lock()
 _load_clock = time.monotonic   # what the load back-off reads (a test sets its own)
 
 
+def fallback_for(router: BaseRouter) -> BaseRouter:
+    """The router that answers when ``router`` cannot: the heuristic for the built-in nine tools; for any
+    other tools, the keyword router learned from the data its run was trained on (``route.keyword``),
+    never the nine tools' heuristic."""
+    if router.registry == load_registry():
+        return _heuristic()
+    model = Path(getattr(router, "model_ref", "") or ".")
+    run = RunDir(model.parent if model.suffix.lower() == ".gguf" else model)
+    data = run.arm_values().get("data_dir") if run.arm_file.is_file() else None
+    return _keyword(str(data_dir(data or None) / "train.jsonl"), router.registry)
+
+
 @functools.cache
 def _heuristic() -> BaseRouter:
     from toolforge.route.router import make_router
     return make_router("heuristic")
+
+
+_KEYWORD: dict[tuple[str, tuple[str, ...]], BaseRouter] = {}
+
+
+def _keyword(train_path: str, registry) -> BaseRouter:
+    """One keyword router per training file and registry, for the process."""
+    from toolforge.route.keyword import KeywordRouter
+
+    key = (train_path, tuple(registry.names))
+    if key not in _KEYWORD:
+        _KEYWORD[key] = KeywordRouter(train_path, registry=registry)
+    return _KEYWORD[key]
 
 
 def _run_into(future: Future, fn: Callable[[], Any]) -> None:

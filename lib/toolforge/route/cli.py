@@ -13,7 +13,8 @@ import argparse
 import sys
 from typing import Any
 
-from toolforge.route.agent import fall_back
+from toolforge.registry import load_registry
+from toolforge.route.agent import fall_back, fallback_for
 from toolforge.route.shards import ShardError, route_devices, route_in_shards
 from toolforge.route.result import DEFAULT_MAX_NEW_TOKENS, UNAVAILABLE, RouteResult, RouterUnavailable
 from toolforge.route.router import ROUTER_NAMES, make_router
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--max-new-tokens", type=positive_int,
                    help=f"model routers: cap on answer tokens (default {DEFAULT_MAX_NEW_TOKENS})")
-    p.add_argument("--fallback", choices=["heuristic"], help="answer with this router where the first fails")
+    p.add_argument("--fallback", choices=["auto", "heuristic", "keyword"],
+                   help="answer with this router where the first fails (auto: the heuristic for the built-in tools, "
+                        "the keyword router learned from the run's data for others)")
+    p.add_argument("--registry", help="the tools (a registry YAML; default: the model's own, else the built-in nine)")
     p.add_argument("--train", help="embedding and keyword routers: the examples they learn from (default: data/train.jsonl)")
     return p
 
@@ -69,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     if not queries:
         print(f"route: {args.input} holds no queries; nothing routed", file=sys.stderr)
         return 1
-    router = make_router(args.router, args.model, **kwargs)
+    try:
+        if args.registry:
+            kwargs["registry"] = load_registry(args.registry)
+        router = make_router(args.router, args.model, **kwargs)
+    except (ValueError, OSError) as e:   # a bad registry, or a router asked for tools it was not trained on
+        print(f"route: {e}", file=sys.stderr)
+        return 2
     devices = route_devices(args.router, args.device) if args.input else []
     if len(devices) > 1:  # several GPUs: one route process per GPU, each on a shard (toolforge.route.shards)
         try:
@@ -87,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         failed = RouteResult(None, 0.0, router.name, str(e), UNAVAILABLE)
         results = [failed] * len(queries)
     if args.fallback:
-        fallback = make_router(args.fallback)
+        fallback = fallback_for(router) if args.fallback == "auto" else \
+            make_router(args.fallback, **({"registry": router.registry} if args.fallback == "keyword" else {}))
         results = [fall_back(q, r, fallback) for q, r in zip(queries, results)]
     return write_rows([r.to_json(q) for q, r in zip(queries, results)], args.output)
 

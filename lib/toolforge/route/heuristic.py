@@ -261,5 +261,11 @@ class HeuristicRouter(BaseRouter):
     name = "heuristic"
     batch_size = 256
 
+    def __init__(self, registry: Registry | None = None):
+        super().__init__(registry)
+        if self.registry != load_registry():
+            raise ValueError("the heuristic router's rules are for the built-in nine tools; for other tools the "
+                             "fallback is the keyword router learned from their data (make_router('keyword'))")
+
     def _propose(self, queries: list[str]) -> list[list[Call]]:
         return [classify_query(q, self.registry) for q in queries]

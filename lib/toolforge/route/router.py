@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 from toolforge.config import ConfigError
 from toolforge.prompt import MAX_CALLS, AnswerParseError, build_messages, parse_answer
 from toolforge.registry import Registry, load_registry
-from toolforge.run import RunDir
+from toolforge.run import RunDir, registry_path
 from toolforge.route.result import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_SPEC, INVALID_QUERY, NOT_ALLOWED, QUERY_TAIL_CHARS,
                                     SCHEMA_INVALID, TOO_MANY_CALLS, UNKNOWN_TOOL, AnswerSpec, RouteResult,
                                     RouterUnavailable)
@@ -203,6 +203,7 @@ class Router(BaseRouter):
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError(f"max_new_tokens and batch_size must be positive (got {max_new_tokens}, {batch_size})")
         self.model_ref = str(model or default_run_dir())
+        self.registry = trained_registry(self.model_ref, registry) or self.registry
         self.prompt_style = prompt_style
         self.batch_size = batch_size
         # grammar: decode under the registry's answer grammar (toolforge.route.grammar), so that only
@@ -247,6 +248,20 @@ class Router(BaseRouter):
     def _propose(self, queries: list[str]) -> list[str]:
         with self._busy:
             return self.backend.complete(queries)
+
+
+def trained_registry(model_ref: str | Path, asked: Registry | None = None) -> Registry | None:
+    """The registry a model was trained on (its folder's registry.yaml; None for a model without one, which
+    routes the registry it is given). ValueError when ``asked`` is another: a router never answers over
+    tools it was not trained on."""
+    path = registry_path(model_ref)
+    if path is None:
+        return None
+    own = load_registry(path)
+    if asked is not None and asked != own:
+        raise ValueError(f"{model_ref} was trained on the tools of {path} ({', '.join(own.names)}), not on "
+                         f"{', '.join(asked.names)}: route with its own registry, or train a router for these tools")
+    return own
 
 
 def _looks_like_hub_id(ref: str) -> bool:

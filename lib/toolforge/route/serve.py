@@ -62,13 +62,13 @@ class Service:
     def __init__(self, config: ServeConfig, router=None, fallback=None):
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
-        from toolforge.route.agent import loading
-        from toolforge.route.router import Router, make_router
+        from toolforge.route.agent import fallback_for, loading
+        from toolforge.route.router import Router
         from toolforge.route.work_queue import WorkQueue
 
         self.config = config
         self.router = router if router is not None else Router(config.model or None)
-        self.fallback = fallback if fallback is not None else make_router("heuristic")
+        self.fallback = fallback if fallback is not None else fallback_for(self.router)
         self.queue = WorkQueue(self.router, bound=config.max_pending, batch_size=config.batch_size)
         self.loading = loading
         loading(self.router)   # start loading now; a failed load is tried again after a back-off

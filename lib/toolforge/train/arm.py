@@ -21,7 +21,8 @@ from typing import Any
 
 from toolforge.config import ConfigError, from_dict, read_yaml, to_dict
 from toolforge.model import EMBEDDED_MODEL
-from toolforge.paths import DEFAULT_ARM, data_dir, runs_dir
+from toolforge.paths import DEFAULT_ARM, data_dir, repo_path, runs_dir
+from toolforge.registry import DEFAULT_REGISTRY_PATH
 from toolforge.prompt import PROMPT_STYLES
 
 MIXED_PRECISIONS = ("auto", "bf16", "fp16", "no")
@@ -32,6 +33,8 @@ LOSS_VOCABULARIES = ("full", "data")
 class ArmConfig:
     name: str = DEFAULT_ARM                 # arm name = output folder runs/<name>/ and W&B run name
     model: str = EMBEDDED_MODEL              # HF id, local folder, or embedded:gemma-3-270m (offline default)
+    registry: str = ""                       # the tools: a registry YAML (python -m toolforge tools import); "" = the
+                                             # built-in nine. The run keeps a copy; its router routes over these only
     data_dir: str = ""                       # "" = auto: $TOOLFORGE_DATA, Kaggle input, or the repo's data/
     output_root: str = ""                    # "" = auto: $TOOLFORGE_RUNS, /kaggle/working/runs, or runs/
     max_train_examples: int = 0              # 0 = the whole train split; else a seeded subset (data-size arms)
@@ -107,6 +110,11 @@ class ArmConfig:
     @property
     def data_path(self) -> Path:
         return data_dir(self.data_dir or None)
+
+    @property
+    def registry_path(self) -> Path:
+        """The registry file the arm trains on (the built-in tools.yaml when none is named)."""
+        return repo_path(self.registry) if self.registry else DEFAULT_REGISTRY_PATH
 
 
 BASE_KEY = "base"

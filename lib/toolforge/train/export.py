@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from toolforge.run import DEFAULT_QUANT, RunDir, copy_vocabulary
+from toolforge.run import DEFAULT_QUANT, RunDir, copy_model_files
 
 # Quantisation name -> llama.cpp file type (enum llama_ftype in llama.h).
 QUANTS = {"f32": 0, "f16": 1, "q8_0": 7, "q4_k_m": 15}
@@ -60,8 +60,8 @@ def export(model: str | Path, out: str | Path | None = None, quant: str = DEFAUL
             quantize(converted, converted.with_name(f"model-{quant}.gguf"), quant)
             converted = converted.with_name(f"model-{quant}.gguf")
         os.replace(converted, out)   # whole or not at all
-    if copy_vocabulary(model, out.parent):  # the tokens the router was trained to write (toolforge.route.vocabulary)
-        print(f"export: {out.parent}/vocabulary.json goes with it (the router decodes over those tokens)")
+    for copied in copy_model_files(model, out.parent):  # the tokens it may write, the tools it was trained on
+        print(f"export: {copied} goes with it")
     print(f"export: wrote {out} ({out.stat().st_size / 2**20:.0f} MiB)")
     return out
 

@@ -36,13 +36,20 @@ from toolforge.train.schedule import epoch_patience_callback
 from toolforge.registry import load_registry
 from toolforge.train.trainer import (lora_config, progress_callback, router_trainer_class, training_arguments,
                                      wandb_enabled)
-from toolforge.run import RunDir, write_vocabulary
+from toolforge.run import REGISTRY_FILE, RunDir, write_vocabulary
 
 def check_inputs(arm: ArmConfig) -> tuple[Path, Path]:
     """Fail at once, naming the field, when the data files are missing or the model cannot be loaded
     here (e.g. a hub id on an offline machine). Returns the train and val files."""
     from toolforge.model import check_loadable
 
+    if not arm.registry_path.is_file():
+        raise ConfigError(f"registry: {arm.registry_path} does not exist (registry={arm.registry!r}); "
+                          "make one with python -m toolforge tools import TOOLS.json")
+    try:
+        load_registry(arm.registry_path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"registry: {arm.registry_path}: {e}") from None
     files = tuple(arm.data_path / f"{split}.jsonl" for split in ("train", "val"))
     for path in files:
         if not path.is_file():
@@ -137,6 +144,7 @@ class TrainingJob:
         staged.metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         if self.trainer.loss_vocabulary is not None:  # the tokens the router may write (toolforge.route.vocabulary)
             write_vocabulary(staged.path, self.trainer.loss_vocabulary.tolist())
+        shutil.copyfile(self.arm.registry_path, staged.path / REGISTRY_FILE)   # the tools this router routes over
         dump_yaml(self.arm, staged.arm_file)
         shutil.rmtree(staged.path / "checkpoints", ignore_errors=True)  # the best one is adapter/ now
         run.commit()
@@ -157,7 +165,7 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
     from toolforge.model import default_device, load_base_model
 
     train_file, val_file = check_inputs(arm)
-    registry = load_registry()
+    registry = load_registry(arm.registry_path)
     all_train_examples = read_examples(train_file, registry)
     train_examples = seeded_sample(all_train_examples, arm.max_train_examples, arm.seed)
     eval_examples = seeded_sample(read_examples(val_file, registry), arm.max_eval_examples, arm.seed)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolforge.run import copy_vocabulary
+from toolforge.run import copy_model_files
 
 
 def merge(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> Path:
@@ -20,7 +20,7 @@ def merge(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> Path
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    copy_vocabulary(run_dir, out_dir)  # the tokens the router was trained to write (toolforge.route.vocabulary)
+    copy_model_files(run_dir, out_dir)  # the tokens it may write and the tools it was trained on
     return out_dir
 
 
