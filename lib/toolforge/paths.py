@@ -28,7 +28,7 @@ def data_dir(explicit: str | Path | None = None) -> Path:
     """The dataset folder: an explicit path, else $TOOLFORGE_DATA, else the attached Kaggle
     dataset (/kaggle/input/<slug>/), else the repository's data/."""
     if explicit:
-        return repo_path(explicit)
+        return Path(explicit)
     if os.environ.get("TOOLFORGE_DATA"):
         return Path(os.environ["TOOLFORGE_DATA"])
     kaggle = KAGGLE_INPUT / KAGGLE_SLUG

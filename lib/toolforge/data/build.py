@@ -19,7 +19,7 @@ from typing import Iterable
 from toolforge.config import (INTERRUPTED, ConfigError, args_to_values, config_parser, from_dict, interruptible,
                               usage_error)
 from toolforge.examples import BadLine, Example, iter_jsonl, jsonl_text, read_examples, write_files
-from toolforge.paths import KAGGLE_INPUT, REPO_ROOT, data_dir
+from toolforge.paths import KAGGLE_INPUT, REPO_ROOT, data_dir, repo_path
 from toolforge.registry import Registry, load_registry, tool_names
 from toolforge.data.card import data_card, summary
 from toolforge.data.splits import (DATASET_SPLITS, HARD_TEST_CAP, HARD_TEST_KINDS, HARD_TEST_SHARE, HUMAN_EVAL,
@@ -61,11 +61,11 @@ class GenerateConfig:
             raise ConfigError(f"teacher_queries: must be 0 or more, got {self.teacher_queries}")
         if self.use_teacher not in ("auto", "on", "off"):
             raise ConfigError(f"use_teacher: {self.use_teacher!r} is not one of ['auto', 'on', 'off']")
-        if self.registry and not Path(self.registry).is_file():
+        if self.registry and not repo_path(self.registry).is_file():
             raise ConfigError(f"registry: {self.registry} is not a file")
-        if self.templates and not Path(self.templates).is_dir():
+        if self.templates and not repo_path(self.templates).is_dir():
             raise ConfigError(f"templates: {self.templates} is not a folder")
-        missing = [p for p in self.human_sets if not Path(p).is_file()]
+        missing = [p for p in self.human_sets if not repo_path(p).is_file()]
         if missing:  # a set silently skipped would let its queries into the splits
             raise ConfigError(f"human_sets: no such file: {', '.join(missing)}")
 
@@ -249,8 +249,9 @@ def run(config: GenerateConfig, progress: bool = True, base_dir: str | Path | No
     out = output_dir(config, base_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out_dir: {out} is a file, not a folder")
-    registry = load_registry(config.registry or None)
-    template_dir = Path(config.templates) if config.templates else None
+    registry = load_registry(repo_path(config.registry) if config.registry else None)
+    template_dir = repo_path(config.templates) if config.templates else None
+    human_sets = [repo_path(p) for p in config.human_sets]   # paths from here or from the repository root
     try:
         template_examples = generate(config.n_examples, config.seed, registry, progress, template_dir or TEMPLATE_DIR)
     except (KeyError, ValueError) as e:   # a template file's mistake, named by file and family
@@ -258,14 +259,14 @@ def run(config: GenerateConfig, progress: bool = True, base_dir: str | Path | No
     extra = [Path(p) for p in config.extra_files]
     # The built-in registry's hand-written sets are data/human_eval*.jsonl; given sets are only kept out.
     human_path = default_human_eval_path(out) if not (config.human_sets or config.registry) else None
-    avoid = [human_path] if human_path else [Path(p) for p in config.human_sets]
+    avoid = [human_path] if human_path else human_sets
     teacher = maybe_teacher_file(config, out, avoid=avoid)
     if teacher:
         extra.append(teacher)
     dataset = build_dataset(template_examples, extra, human_eval=human_path, registry=registry, seed=config.seed,
-                            strict=config.strict, human_sets=config.human_sets)
+                            strict=config.strict, human_sets=human_sets)
     write_dataset(dataset, out, human_eval_path=human_path, command=config.command(teacher_used=bool(teacher)),
-                  registry=registry, template_dir=template_dir, human_sets=config.human_sets)
+                  registry=registry, template_dir=template_dir, human_sets=config.human_sets)   # the card names them as given
     return dataset
 
 

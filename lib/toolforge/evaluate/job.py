@@ -121,7 +121,7 @@ class EvalConfig:
         registry = str(repo_path(self.registry)) if self.registry else str(own or DEFAULT_REGISTRY_PATH)
         return dataclasses.replace(
             self, run_dir=str(run) if has_run else None, routers=routers, device=device, registry=registry,
-            data_dir=str(data_dir(self.data_dir)), out_dir=self.out_dir or str(run / "eval"),
+            data_dir=str(data_dir(repo_path(self.data_dir) if self.data_dir else None)), out_dir=self.out_dir or str(run / "eval"),
             **{key: value if getattr(self, key) is None else getattr(self, key) for key, value in auto.items()})
 
     @property

@@ -109,7 +109,7 @@ class ArmConfig:
 
     @property
     def data_path(self) -> Path:
-        return data_dir(self.data_dir or None)
+        return data_dir(repo_path(self.data_dir) if self.data_dir else None)
 
     @property
     def registry_path(self) -> Path:
