@@ -110,8 +110,10 @@ for seeded, text in ((True, recipes), (False, cpu_recipes)):
                      "train_time_s": m.get("train_time_s"), "eval_loss": m.get("eval_loss"),
                      **{f"{s}.{k}": r.get(s, {}).get(k) for s in SPLITS for k in KEYS}})
 pct = lambda v: "-" if v is None else f"{100 * v:.1f}"
-cols = [(f"{s}.{k}", f"{s} {k.replace('_', ' ')}") for s in SPLITS for k in KEYS[:3]] + \
-       [(f"{s}.{k}", f"{s} {k.replace('_', ' ')}") for s in SPLITS[1:] for k in KEYS[3:]]
+SHORT = {"tool_accuracy": "tools", "chain_exact_match": "chains", "argument_exact_match": "args",
+         "no_tool_recall": "no-tool R", "ungrounded": "ungrounded"}
+cols = [(f"{s}.{k}", f"{s} {SHORT[k]}") for s in SPLITS for k in KEYS[:3]] + \
+       [(f"{s}.{k}", f"{s} {SHORT[k]}") for s in SPLITS[1:] for k in KEYS[3:]]
 lines = ["| run | overrides | status | steps | epochs | best val loss | train s | " + " | ".join(c for _, c in cols) + " |",
          "|---" * (7 + len(cols)) + "|"]
 for row in rows:
