@@ -42,7 +42,7 @@ from toolforge.paths import repo_path
 from toolforge.registry import DEFAULT_REGISTRY_PATH, load_registry
 from toolforge.route.result import RouterUnavailable
 from toolforge.route.router import ROUTER_NAMES, BaseRouter, make_router
-from toolforge.run import registry_path
+from toolforge.run import RunDir, registry_path
 
 # Routers fitted on the data folder's train (and val) split: they are told where it is.
 FITTED_ON_TRAIN = ("embedding", "keyword", "semantic_router", "setfit")
@@ -72,7 +72,8 @@ class EvalConfig:
                                              "(examples/home/eval.jsonl); a split without a file is skipped")
     max_examples: int | None = _option(None, "per split, a seeded sample (the same for every router); 0 = all; "
                                              "default: all on a GPU, 20 on a CPU")
-    data_dir: str | None = _option(None, "the dataset folder; default: $TOOLFORGE_DATA, Kaggle input or data/")
+    data_dir: str | None = _option(None, "the dataset folder; default: the run's (its arm's data_dir), else "
+                                         "$TOOLFORGE_DATA, Kaggle input or data/")
     out_dir: str | None = _option(None, "output folder; default: <run>/eval/ (needed without a run)")
     device: str | None = _option(None, "default: cuda when available, else cpu")
     batch_size: int | None = _option(None, "queries per batch (the q/s figure); default: 64 on a GPU, 8 on a CPU")
@@ -119,9 +120,11 @@ class EvalConfig:
         auto = AUTO["cuda" if device.startswith("cuda") else "cpu"]
         own = registry_path(run) if has_run else None
         registry = str(repo_path(self.registry)) if self.registry else str(own or DEFAULT_REGISTRY_PATH)
+        # the data: as given, else the run's own (its arm's data_dir: another registry's data), else data/
+        data = self.data_dir or (RunDir(run).arm_values().get("data_dir") if has_run and RunDir(run).arm_file.is_file() else None)
         return dataclasses.replace(
             self, run_dir=str(run) if has_run else None, routers=routers, device=device, registry=registry,
-            data_dir=str(data_dir(repo_path(self.data_dir) if self.data_dir else None)), out_dir=self.out_dir or str(run / "eval"),
+            data_dir=str(data_dir(repo_path(data) if data else None)), out_dir=self.out_dir or str(run / "eval"),
             **{key: value if getattr(self, key) is None else getattr(self, key) for key, value in auto.items()})
 
     @property
