@@ -137,7 +137,9 @@ def measure(path: str, args, queries: list, labels: list) -> dict:
             other.kill()
         row["busy_p50_ms"] = round(percentile(busy, 50), 1)
         row["busy_n"] = len(busy)
-    row["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    row["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)   # peak, the load included
+    row["rss_now_mb"] = round(int(next(line.split()[1] for line in open("/proc/self/status")
+                                       if line.startswith("VmRSS:"))) / 1024)   # after all the routing
     return row
 
 
@@ -249,12 +251,14 @@ def main() -> int:
 
 def render(args, rows: dict, labels: list) -> str:
     load = os.getloadavg()
-    head = ["path", "n", "p50 ms", "p95 ms", "CPU p50 ms", "stream q/s", "busy p50 ms", "RSS MB", "load s",
+    head = ["path", "n", "p50 ms", "p95 ms", "CPU p50 ms", "stream q/s", "busy p50 ms", "RSS MB peak / at the end",
+            "load s",
             "tool acc.", "arg. exact", "forced / evaluated tokens"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows.values():
         cells = [r["path"], r["n"], r["p50_ms"], r["p95_ms"], r["cpu_p50_ms"], f"{r['stream_qps']} ({r['stream']})",
-                 f"{r['busy_p50_ms']} ({r['busy_n']})" if "busy_p50_ms" in r else "-", r["rss_mb"], r["load_s"],
+                 f"{r['busy_p50_ms']} ({r['busy_n']})" if "busy_p50_ms" in r else "-",
+                 f"{r['rss_mb']} / {r.get('rss_now_mb', '-')}", r["load_s"],
                  f"{r['tool_accuracy']}%", f"{r['argument_exact']}%",
                  f"{r['forced_tokens']} / {r['evaluated_tokens']}" if "forced_tokens" in r else "-"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
