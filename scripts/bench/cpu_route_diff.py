@@ -55,6 +55,9 @@ def main() -> int:
             ids = backends["candidates"].llm.tokenize(answers["candidates"].encode(), add_bos=False, special=False)
             first = "candidates: copied a query token" if set(ids) - vocabulary else "candidates: the grammar's own token"
         reasons[first] = reasons.get(first, 0) + 1
+        for later, before in (("restricted", "candidates"), ("forced", "restricted")):   # does a later change alter it too?
+            if answers[later] != answers[before]:
+                reasons[f"then also {later}"] = reasons.get(f"then also {later}", 0) + 1
         rows.append(f"| `{labels[i].query}` | {first} | `{today[i]}` | `{new[i]}` |")
     table = "\n".join(["| query | first change that alters it | today | new |", "|---|---|---|---|", *rows])
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))

@@ -124,10 +124,14 @@ class GGUFFile:
                 for info in infos:
                     f.write(info)
                 _pad(f, self.alignment)
-                for (name, _), size in zip(self.tensors.items(), sizes):
-                    data = self.raw(name)
-                    f.write((data[keep] if name in vocab_tensors else data).tobytes())
-                    _pad(f, self.alignment)
+                with open(self.path, "rb") as source:
+                    for (name, (_, _, offset)), size in zip(self.tensors.items(), sizes):
+                        if name in vocab_tensors:   # the rows kept (only their pages of the map are read)
+                            f.write(self.raw(name)[keep].tobytes())
+                        else:   # copied file to file: never mapped here, so never counted in this process's memory
+                            f.flush()
+                            _copy(source, f, self.data_start + offset, size)
+                        _pad(f, self.alignment)
             os.chmod(tmp, 0o644)
             os.replace(tmp, out)
         except BaseException:
@@ -184,6 +188,21 @@ def _encode_kv(key: str, vtype: int, value) -> bytes:
         etype, values = value
         return head + struct.pack(f"<IQ{len(values)}{_SCALARS[etype]}", etype, len(values), *values)
     return head + struct.pack("<" + _SCALARS[vtype], value)
+
+
+def _copy(source, target, offset: int, size: int) -> None:
+    """``size`` bytes of ``source`` from ``offset`` appended to ``target`` (in the kernel where it can)."""
+    done = 0
+    while done < size:
+        try:
+            n = os.copy_file_range(source.fileno(), target.fileno(), size - done, offset + done)
+        except (AttributeError, OSError):   # no copy_file_range here (another OS, a file system without it)
+            source.seek(offset + done)
+            n = target.write(source.read(min(size - done, 1 << 24)))
+        if n <= 0:
+            raise OSError(f"could not copy {size} bytes from {source.name}")
+        done += n
+    target.seek(0, os.SEEK_END)
 
 
 def _pad(f, alignment: int) -> None:
