@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The default GPU recipe over three seeds (issue 21): every recipe x every seed trains side by side on one
 # GPU, then each run's router is evaluated on val and the two hand-written sets; the main job's CPU recipe
-# can ride along in float32 without 4-bit (the numerics a CPU run has), judged on val. One device call on one
+# can ride along without 4-bit in its own precision (bf16, as on the CPU), judged on val. One device call on one
 # H200, after scripts/machine/stage.sh (wheels2 and the GGUF):
 #   source scripts/machine/env.sh && bash scripts/sweeps/seeds.sh
 # RECIPES: "name|arm|seeds|--key value ..." a line (arm: configs/arms/<arm>.yaml; the overrides go to `train`).
@@ -9,7 +9,8 @@
 # (r 64, 3 epochs, validation every 20 steps) once, seed 42, whose validation curve compares with the one
 # recorded in results/gpu-h200-2026-11-30/ (same recipe and seed, the old batch order): four runs of about
 # 22 GB. CPU_RECIPES: "name|arm|--key value ..." for variants of the main job's CPU arm, each trained once
-# (seed 42) in float32 and evaluated on val only (a few GB each). BUDGET_S (default 540): seconds from
+# (seed 42) without 4-bit in the arm's precision (bf16, as on the CPU) and evaluated on val only (a few GB
+# each). BUDGET_S (default 540): seconds from
 # the start by which everything is packed; a training still running at BUDGET_S - EVAL_S is stopped and
 # said in the table, so that a time-limited call always returns its results.
 # $OUT gets (at most 8 files): seeds.md (a row a run, then mean and spread a recipe), seeds.json (the same
@@ -26,8 +27,8 @@ EVAL_S=${EVAL_S:-130}
 RECIPES=${RECIPES:-"full|gemma270m-full|42 1 2|
 r64e3|gemma270m-r64|42|--eval_steps 20"}
 CPU_RECIPES=${CPU_RECIPES:-"cpu|gemma270m-cpu-demo|
-cpu-n1800e2|gemma270m-cpu-demo|--max_train_examples 1800 --epochs 2
-cpu-lr7e-4|gemma270m-cpu-demo|--learning_rate 7e-4"}
+cpu-n2400|gemma270m-cpu-demo|--max_train_examples 2400 --eval_steps 413
+cpu-L12|gemma270m-cpu-demo|--lora_layers 12"}
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}  # several runs share the GPU
 PY=${PY:-python3}
 START=$(date +%s)
@@ -78,9 +79,9 @@ while IFS='|' read -r recipe arm seeds overrides; do
 done <<< "$RECIPES"
 while IFS='|' read -r recipe arm overrides; do
   [ -n "$recipe" ] || continue
-  # float32, no 4-bit: what the CPU computes; seed 42 as the arm's own
+  # no 4-bit, the arm's bf16: what the CPU computes; seed 42 as the arm's own
   # shellcheck disable=SC2086
-  OMP_NUM_THREADS=2 run "$recipe" "$arm" 42 val --quantization none --mixed_precision no $overrides &
+  OMP_NUM_THREADS=2 run "$recipe" "$arm" 42 val --quantization none $overrides &
 done <<< "$CPU_RECIPES"
 wait
 

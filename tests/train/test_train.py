@@ -95,12 +95,40 @@ def test_bad_arm_values_fail_naming_the_field(overrides, field):
         load_arm(None, **overrides)
 
 
-def test_four_bit_or_mixed_precision_on_a_cpu_fails_naming_the_field():
+def test_four_bit_or_fp16_on_a_cpu_fails_naming_the_field():
     with pytest.raises(ConfigError, match="quantization"):
         precision_plan("cpu", "4bit")
     with pytest.raises(ConfigError, match="mixed_precision"):
         precision_plan("cpu", "auto", "fp16")
     assert precision_plan("cpu", "auto").line.startswith("device: CPU: plain LoRA")
+
+
+def test_bf16_on_a_cpu_only_where_it_multiplies_bf16_natively(monkeypatch, capsys):
+    import toolforge.train.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_computes_bf16", lambda: True)
+    plan = precision_plan("cpu", "auto", "bf16")
+    assert plan.dtype == torch.float32 and plan.bf16 and "bfloat16" in plan.line  # float32 weights, bf16 compute
+    with plan.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    auto = precision_plan("cpu", "auto")  # auto stays float32 on a CPU
+    with auto.autocast():
+        assert not auto.bf16 and (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.setattr(precision, "cpu_computes_bf16", lambda: False)
+    plan = precision_plan("cpu", "auto", "bf16")
+    assert plan.dtype == torch.float32 and not plan.bf16 and "no native bfloat16" in capsys.readouterr().out
+
+
+def test_a_cpu_run_in_bf16_trains_and_writes_its_run(tiny_model_dir, data_dir, tmp_path, monkeypatch, capsys):
+    import toolforge.train.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_computes_bf16", lambda: True)  # autocast runs anywhere, natively or not
+    arm = tiny_arm(tiny_model_dir, data_dir, tmp_path, mixed_precision="bf16", lora_layers=1, name="bf16")
+    metrics = train(arm, device="cpu")
+    assert "computed in bfloat16" in capsys.readouterr().out
+    assert metrics["steps"] == 6 and all(math.isfinite(e["loss"]) for e in metrics["eval_loss"])
+    assert metrics["train_loss"][-1]["loss"] < metrics["train_loss"][0]["loss"]
+    assert RunDir(arm.run_dir).is_trained()
 
 
 def test_missing_data_file_fails_naming_data_dir(tmp_path, tiny_model_dir):

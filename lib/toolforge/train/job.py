@@ -201,7 +201,10 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
             row["row"] = i  # the collator's index into frozen_states
         print(f"frozen layers: LoRA on layers {first_trained} and up; layers 0-{first_trained - 1} run once over the "
               f"{len(train_rows) + len(eval_rows)} examples, their outputs reused every epoch")
-        frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
+        start = time.perf_counter()
+        with plan.autocast():
+            frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
+        print(f"frozen layers: done in {time.perf_counter() - start:.0f} s", flush=True)
     callbacks = [epoch_patience_callback(arm.early_stopping_epochs)] if arm.early_stopping_epochs else []
     if here.is_main:
         print(f"batch: {arm.batch_size} a process x {arm.gradient_accumulation_steps} accumulation steps x "
@@ -216,6 +219,7 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
     trainer = router_trainer_class()(
         model=model, args=args, train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(eval_rows),
         processing_class=tokenizer, peft_config=lora, callbacks=callbacks, length_group=arm.length_group,
+        autocast=plan.autocast,
         data_collator=PadCollator(tokenizer.pad_token_id, 1 if use_cpu else 8,
                                   share_prefix=arm.share_prompt_prefix and not args.gradient_checkpointing,
                                   frozen_states=frozen_states, first_trained_layer=first_trained))

@@ -1,6 +1,7 @@
 """The Trainer for routers: trl's SFTTrainer with the answer-only loss, and its arguments and LoRA for an arm."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -28,8 +29,9 @@ def router_trainer_class():
     from trl import SFTTrainer
 
     class RouterTrainer(SFTTrainer):
-        def __init__(self, *args, length_group: int = 16, **kwargs):
+        def __init__(self, *args, length_group: int = 16, autocast=contextlib.nullcontext, **kwargs):
             self.length_group = length_group  # read by _get_train_sampler, which the parent's __init__ may call
+            self.autocast = autocast          # the loss's compute context (PrecisionPlan.autocast: bf16 on a CPU)
             super().__init__(*args, **kwargs)
             # The tokenizer is saved once, with the adapter; not in every checkpoint (Gemma's is 32 MB).
             self.processing_class = None
@@ -44,7 +46,8 @@ def router_trainer_class():
                 rows, prefix_len = inputs["input_ids"].shape[0], int(inputs.get("shared_prefix_len", 0))
                 self.train_tokens = self.train_tokens + tokens
                 self.computed_tokens = self.computed_tokens + tokens - (rows - 1) * prefix_len
-            loss = answer_loss(model, inputs, num_items_in_batch, self.loss_vocabulary)
+            with self.autocast():  # the loss calls the backbone itself, past accelerate's autocast of forward()
+                loss = answer_loss(model, inputs, num_items_in_batch, self.loss_vocabulary)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 # DDP: num_items_in_batch counts every process's trained tokens and DDP averages the
                 # processes' gradients; scale back to the whole batch's loss, as Trainer.compute_loss does
