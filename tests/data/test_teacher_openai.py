@@ -78,3 +78,26 @@ def test_synth_through_an_openai_compatible_server(server, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4 and {r["tool"] for r in rows} <= {"weather", "calculator", None}
     assert {r["style"] for r in rows} <= {"single", "edge", "chit_chat"}
+
+
+def test_the_teacher_writes_and_labels_queries_for_your_own_tools(monkeypatch, tmp_path):
+    # The documented path for another registry: a local OpenAI-compatible server synthesises queries for its
+    # tools and labels them through function calling; the labels validate against that registry only.
+    from toolforge.data.teacher import maybe_distil
+    from toolforge.paths import REPO_ROOT
+    from toolforge.registry import load_registry
+
+    home = load_registry(REPO_ROOT / "examples" / "home" / "tools.yaml")
+    lights = [{"name": "set_lights", "arguments": {"room": "kitchen", "state": "on"}}]
+    fake = serve(FakeOpenAI(oracle={"synthetic query number 0": lights,
+                                    "synthetic query number 1": [{"name": "weather", "arguments": {"location": "x"}}]}),
+                 monkeypatch)
+    try:
+        labels = maybe_distil(tmp_path, n_queries=4, seed=0, config=TeacherConfig(**FAST), registry=home, progress=False)
+        examples = read_examples(labels, home)
+        assert {ex.query: ex.tool_calls for ex in examples}["synthetic query number 0"] == lights
+        assert "synthetic query number 1" not in {ex.query for ex in examples}   # a tool the registry lacks
+        assert any("set_lights" in r.query for r in fake.requests)   # the synthesis asked about the user's tools
+        assert not any("unit_converter" in r.query for r in fake.requests)   # not about the built-in nine
+    finally:
+        fake.stop()

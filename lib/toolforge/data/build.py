@@ -216,9 +216,9 @@ def write_dataset(dataset: DatasetBuild, out_dir: str | Path, human_eval_path: s
 
 # -- the command ----------------------------------------------------------------------------------------------
 
-def maybe_teacher_file(config: GenerateConfig, out_dir: Path, avoid: list[Path] = ()) -> Path | None:
-    """Teacher labels when the teacher runs (``toolforge.data.teacher.maybe_distil``), else None. The teacher
-    does not write queries already in the ``avoid`` files (the human eval set)."""
+def maybe_teacher_file(config: GenerateConfig, out_dir: Path, avoid: list[Path] = (), registry: Registry | None = None) -> Path | None:
+    """Teacher labels for ``registry``'s tools when the teacher runs (``toolforge.data.teacher.maybe_distil``),
+    else None. The teacher does not write queries already in the ``avoid`` files (the hand-written sets)."""
     if config.use_teacher == "off":
         return None
     try:
@@ -230,7 +230,7 @@ def maybe_teacher_file(config: GenerateConfig, out_dir: Path, avoid: list[Path] 
         return None
     enabled = {"auto": "auto", "on": True}[config.use_teacher]
     path = maybe_distil(out_dir=out_dir / "teacher", n_queries=config.teacher_queries, seed=config.seed,
-                        enabled=enabled, existing=list(avoid))
+                        enabled=enabled, existing=list(avoid), registry=registry)
     return Path(path) if path else None
 
 
@@ -260,7 +260,7 @@ def run(config: GenerateConfig, progress: bool = True, base_dir: str | Path | No
     # The built-in registry's hand-written sets are data/human_eval*.jsonl; given sets are only kept out.
     human_path = default_human_eval_path(out) if not (config.human_sets or config.registry) else None
     avoid = [human_path] if human_path else human_sets
-    teacher = maybe_teacher_file(config, out, avoid=avoid)
+    teacher = maybe_teacher_file(config, out, avoid=avoid, registry=registry)
     if teacher:
         extra.append(teacher)
     dataset = build_dataset(template_examples, extra, human_eval=human_path, registry=registry, seed=config.seed,

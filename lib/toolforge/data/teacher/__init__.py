@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from toolforge.config import ConfigError
+from toolforge.registry import Registry
 from toolforge.data.teacher.backend import TeacherConfig, resolve_backend
 from toolforge.data.teacher.label import LabelReport, label_file
 from toolforge.data.teacher.synth import SynthReport, synth_file
@@ -19,8 +20,9 @@ QUERIES_FILE, LABELS_FILE = "teacher_queries.jsonl", "teacher_labels.jsonl"
 
 def maybe_distil(out_dir: str | Path, n_queries: int, seed: int, enabled: str | bool = "auto", *,
                  existing: Iterable[str | Path] = (), config: TeacherConfig | None = None,
-                 progress: bool = True) -> Path | None:
-    """Synthesise ``n_queries`` queries and label them into ``out_dir/teacher_labels.jsonl``.
+                 registry: Registry | None = None, progress: bool = True) -> Path | None:
+    """Synthesise ``n_queries`` queries for ``registry``'s tools (default: the built-in nine) and label them
+    into ``out_dir/teacher_labels.jsonl``.
 
     ``existing``: data files whose queries synthesis must not repeat (e.g. the human eval set).
 
@@ -45,11 +47,12 @@ def maybe_distil(out_dir: str | Path, n_queries: int, seed: int, enabled: str | 
     print(f"teacher: {backend}, {len(keys)} key(s) x {', '.join(models)}")
     out = Path(out_dir)
     queries, labels = out / QUERIES_FILE, out / LABELS_FILE
-    synth = synth_file(queries, n_queries, cfg, seed=seed, existing=existing, resume=True, progress=progress)
+    synth = synth_file(queries, n_queries, cfg, seed=seed, existing=existing, resume=True, registry=registry,
+                       progress=progress)
     print(synth.summary())
     if synth.total == 0:
         return None
-    report = label_file(queries, labels, cfg, resume=True, progress=progress)
+    report = label_file(queries, labels, cfg, resume=True, registry=registry, progress=progress)
     print(report.summary())
     if report.interrupted:
         raise KeyboardInterrupt
