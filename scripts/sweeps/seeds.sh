@@ -14,8 +14,8 @@
 # the start by which everything is packed; a training still running at BUDGET_S - EVAL_S is stopped and
 # said in the table, so that a time-limited call always returns its results.
 # $OUT gets (at most 8 files): seeds.md (a row a run, then mean and spread a recipe), seeds.json (the same
-# as data), seeds.tar.gz (each run's arm.yaml, metrics.json with its loss curves, eval/results.json and
-# summary.md; the logs), and the command's output ends with seeds.md.
+# as data), seeds.tar.gz (each run's arm.yaml, metrics.json with its loss curves, eval/results.json,
+# summary.md and errors.jsonl; the logs), and the command's output ends with seeds.md.
 # SMOKE=1 runs the same plumbing on a CPU in a few minutes: a tiny Gemma 3 and a few examples, 4 steps a run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,8 +27,8 @@ EVAL_S=${EVAL_S:-130}
 RECIPES=${RECIPES:-"full|gemma270m-full|42 1 2|
 r64e3|gemma270m-r64|42|--eval_steps 20"}
 CPU_RECIPES=${CPU_RECIPES:-"cpu|gemma270m-cpu-demo|
-cpu-n2400|gemma270m-cpu-demo|--max_train_examples 2400 --eval_steps 413
-cpu-L12|gemma270m-cpu-demo|--lora_layers 12"}
+cpu-L9|gemma270m-cpu-demo|--lora_layers 9
+cpu-e2.5|gemma270m-cpu-demo|--epochs 2.5 --eval_steps 563"}
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}  # several runs share the GPU
 PY=${PY:-python3}
 START=$(date +%s)
@@ -135,6 +135,6 @@ for recipe in dict.fromkeys(r["recipe"] for r in rows):
 (out / "seeds.json").write_text(json.dumps(rows, indent=1) + "\n")
 PY
 tar -czf "$OUT/seeds.tar.gz" -C "$WORK" logs $(cd "$WORK" && ls -d runs/*/arm.yaml runs/*/metrics.json runs/*/eval/results.json \
-  runs/*/eval/summary.md 2>/dev/null)
+  runs/*/eval/summary.md runs/*/eval/errors.jsonl 2>/dev/null)
 echo "seeds: packed in $(( $(date +%s) - START )) s"
 cat "$OUT/seeds.md"
