@@ -54,7 +54,8 @@ def test_study_runs_records_failure_skips_finished_and_aggregates(tmp_path, stud
         assert (out / name).stat().st_size > 0, name
     markdown = (out / "results.md").read_text()
     # tool accuracy on test, hard_test, human_eval (none), human_eval_2 (none), then the test split's details
-    assert "| good | embedded:gemma-3-270m | 8 | 0.0005 | full | tools | 50.0% | 50.0% | n/a | n/a | 50.0% | 25.0% | 12.5% | 3 | 100 | 0.5 | finished |" in markdown
+    # (arguments, ungrounded: not in the fake metrics, no-tool recall, chains)
+    assert "| good | embedded:gemma-3-270m | 8 | 0.0005 | full | tools | 50.0% | 50.0% | n/a | n/a | 50.0% | n/a | 25.0% | 12.5% | 3 | 100 | 0.5 | finished |" in markdown
     assert "tool acc human_eval |" in markdown.splitlines()[0] and "tool acc human_eval_2" in markdown.splitlines()[0]
 
     # Run again: nothing re-runs (finished is skipped, failed waits for --retry-failed).

@@ -68,9 +68,11 @@ def test_the_gemma_arms_change_gemma270m_full_and_the_kaggle_arms_mistral_r64():
 
 
 def test_the_arms_resolve_to_what_they_were_before_inheritance():
-    # Pinned: the resolved fields of three arms as they were written out in full before `base` existed.
+    # Pinned: the resolved fields of three arms as written out in full (gemma270m-r8 with the default GPU
+    # recipe of r 128 over 5 epochs as its base).
     assert load_arm(ARMS / "gemma270m-r8.yaml") == ArmConfig(
-        name="gemma270m-r8", quantization="none", lora_r=8, lora_alpha=16, batch_size=64, eval_steps=20)
+        name="gemma270m-r8", quantization="none", lora_r=8, lora_alpha=16, epochs=5.0, batch_size=64,
+        warmup_ratio=0.05, eval_steps=58)
     assert load_arm(ARMS / "qwen7b-r64.yaml") == ArmConfig(
         name="qwen7b-r64", model="Qwen/Qwen2.5-7B-Instruct", quantization="4bit", batch_size=4,
         gradient_accumulation_steps=4, gradient_checkpointing=True, max_eval_examples=300)
