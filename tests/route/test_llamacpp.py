@@ -19,6 +19,7 @@ from toolforge.train.export import ExportError, export
 from toolforge.route.grammar import AnswerGrammar
 from toolforge.route.backends.torch_decoder import torch_threads
 from toolforge.route.cli import main
+from toolforge.route.result import NOT_ALLOWED, AnswerSpec
 from toolforge.route.router import Router
 
 QUERIES = ["weather in paris?", "what is 2+2", "translate good morning to french please, and quickly", "hi"]
@@ -294,3 +295,31 @@ def test_a_vocabulary_with_ids_outside_the_model_is_refused_naming_the_file(tiny
     write_vocabulary(model_dir, [5, 262144 + 7])
     with pytest.raises(RouterUnavailable, match=f"{model_dir / 'vocabulary.json'}.*outside"):
         Router(model_dir, engine="torch").load()
+
+
+SPECS = [AnswerSpec(max_calls=0),                                 # tool_choice "none"
+         AnswerSpec(tools=("calculator",), min_calls=1),          # a named function
+         AnswerSpec(tools=("weather", "translate"), max_calls=1)]  # two tools, parallel_tool_calls false
+
+
+@pytest.mark.parametrize("engine", ["torch", "llama.cpp"])
+def test_a_requests_tools_and_tool_choice_narrow_the_grammar_itself(engine, tiny_model_dir, tiny_gguf):
+    # A random tiny model writes whatever the grammar lets it (often until its token budget ends): under
+    # each spec's grammar every answer starts as the spec allows and none is refused as not_allowed.
+    model = tiny_model_dir if engine == "torch" else tiny_gguf
+    router = Router(model, prompt_style="tools", max_new_tokens=24).load()
+    assert router.constrains_answers
+    for spec in SPECS:
+        results = router.route_batch(QUERIES, spec=spec)
+        for result in results:
+            assert result.error_kind != NOT_ALLOWED, (spec, result)
+            assert result.raw.split(" ")[0] in (spec.tools or ()) + (("none",) if not spec.min_calls else ()), result
+            if result.ok:
+                assert spec.allows(result.tool_calls) is None, (spec, result)
+        if spec.max_calls == 0:   # "none" is the only answer: the grammar forces it
+            assert all(r.ok and r.tool_calls == [] for r in results)
+    # The same model with the spec applied only at the gate starts with other tools: the grammar did it.
+    unconstrained = Router(model, prompt_style="tools", max_new_tokens=24)
+    unconstrained.constrains_answers = False
+    cut = unconstrained.load().route_batch(QUERIES, spec=SPECS[1])
+    assert any(not r.raw.startswith("calculator ") for r in cut)

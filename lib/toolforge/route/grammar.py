@@ -5,6 +5,7 @@ The grammar's text is ``toolforge.route.gbnf.answer_gbnf`` (one definition); her
 - ``AnswerGrammar().accepts(text)``: whether a whole answer text is in the grammar (tests, other backends);
 - ``start_matcher(tokenizer, registry)``: a matcher at the start of an answer, over any llguidance
   tokenizer (Hugging Face's through ``AnswerConstraint``, llama.cpp's in its backend); copies are cheap;
+  ``StartStates`` keeps one per request's ``AnswerSpec`` (its tools and tool_choice), for both backends;
 - ``GrammarRow``: one answer's greedy choice under the grammar, the one helper both backends use. Each
   step keeps the model's own argmax when the grammar allows it, which is the token a full mask would
   give, found in about a microsecond; only a row that strays pays for the whole mask (262k bits). The
@@ -15,32 +16,64 @@ The grammar's text is ``toolforge.route.gbnf.answer_gbnf`` (one definition); her
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Sequence
 
 from toolforge.prompt import MAX_CALLS
-from toolforge.registry import Registry
+from toolforge.registry import Registry, load_registry
 from toolforge.route.gbnf import GrammarError, answer_gbnf
+from toolforge.route.result import DEFAULT_SPEC, AnswerSpec
 
 __all__ = ["AnswerConstraint", "AnswerGrammar", "GrammarError", "GrammarRow", "GrammarRows", "allowed_tokens",
-           "allows", "answer_gbnf", "best_allowed", "start_matcher"]
+           "allows", "answer_gbnf", "best_allowed", "start_matcher", "StartStates"]
 
 
-def _compiled(registry: Registry | None, max_calls: int) -> str:
+def _compiled(registry: Registry | None, max_calls: int, tools: Sequence[str] | None = None,
+              min_calls: int = 0) -> str:
     """The grammar in llguidance's form (it reads the GBNF text itself)."""
     import llguidance
 
-    return llguidance.grammar_from("gbnf", answer_gbnf(registry, max_calls))
+    return llguidance.grammar_from("gbnf", answer_gbnf(registry, max_calls, tools=tools, min_calls=min_calls))
 
 
-def start_matcher(tokenizer, registry: Registry | None = None, max_calls: int = MAX_CALLS):
+def start_matcher(tokenizer, registry: Registry | None = None, max_calls: int = MAX_CALLS, *,
+                  tools: Sequence[str] | None = None, min_calls: int = 0):
     """A matcher at the start of an answer over an llguidance tokenizer; start each answer from a copy of
-    it (``deep_copy``, about a microsecond; building one takes about 6 ms)."""
+    it (``deep_copy``, about a microsecond; building one takes about 6 ms). ``tools`` and ``min_calls``
+    narrow it as ``answer_gbnf`` does."""
     import llguidance
 
-    matcher = llguidance.LLMatcher(tokenizer, _compiled(registry, max_calls), log_level=0)
+    matcher = llguidance.LLMatcher(tokenizer, _compiled(registry, max_calls, tools, min_calls), log_level=0)
     if matcher.is_error():
         raise GrammarError(f"llguidance cannot use the answer grammar: {matcher.get_error()}")
     return matcher
+
+
+class StartStates:
+    """Start matchers by the answers a request allows (``result.AnswerSpec``: an agent's ``tools`` and
+    ``tool_choice``), for both backends: the whole registry's compiled at once, another spec's on its first
+    request (about 6 ms) and kept, the SPECS_KEPT most recent. ``start(spec)`` is a fresh copy."""
+    SPECS_KEPT = 64
+
+    def __init__(self, tokenizer, registry: Registry | None, max_calls: int = MAX_CALLS):
+        self.tokenizer, self.registry, self.max_calls = tokenizer, registry or load_registry(), max_calls
+        self._states: OrderedDict = OrderedDict()
+        self.start(DEFAULT_SPEC)
+
+    def start(self, spec: AnswerSpec = DEFAULT_SPEC):
+        # Tools the registry lacks are dropped here (the gate refuses any call to them anyway); a call
+        # required with none of its tools left can only be refused, so that answer is "none" (not_allowed).
+        tools = None if spec.tools is None else tuple(t for t in spec.tools if t in self.registry.names)
+        max_calls = min(spec.max_calls, self.max_calls)
+        min_calls = spec.min_calls if (tools is None or tools) and spec.min_calls <= max_calls else 0
+        key = (tools, min_calls, max_calls)
+        if key not in self._states:
+            self._states[key] = start_matcher(self.tokenizer, self.registry, max_calls, tools=tools,
+                                              min_calls=min_calls)
+            if len(self._states) > self.SPECS_KEPT:
+                self._states.popitem(last=False)
+        self._states.move_to_end(key)
+        return self._states[key].deep_copy()
 
 
 class _ByteTokens:
@@ -194,10 +227,10 @@ class AnswerConstraint:
     def __init__(self, tokenizer, stop_ids: Sequence[int], registry: Registry | None = None,
                  max_calls: int = MAX_CALLS):
         self.tokenizer = _llg_tokenizer(tokenizer, stop_ids)
-        self.start_state = start_matcher(self.tokenizer, registry, max_calls)
+        self.starts = StartStates(self.tokenizer, registry, max_calls)
 
-    def start(self, batch: int) -> "GrammarRows":
-        return GrammarRows([GrammarRow(self.start_state.deep_copy(), self.tokenizer.vocab_size,
+    def start(self, batch: int, spec: AnswerSpec = DEFAULT_SPEC) -> "GrammarRows":
+        return GrammarRows([GrammarRow(self.starts.start(spec), self.tokenizer.vocab_size,
                                        self.tokenizer.eos_tokens) for _ in range(batch)])
 
 

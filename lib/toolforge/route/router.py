@@ -211,6 +211,7 @@ class Router(BaseRouter):
         self.options = {"device": device, "dtype": dtype, "max_new_tokens": max_new_tokens,
                         "cuda_graphs": cuda_graphs, "grammar": grammar, "engine": engine, "threads": threads,
                         "compile": compile}
+        self.constrains_answers = bool(grammar)   # a request's tools and tool_choice narrow the grammar itself
         self.name = name
         self.backend = None
         self._lock = threading.Lock()
@@ -245,9 +246,9 @@ class Router(BaseRouter):
     def control_tokens(self, text: str) -> set[str]:
         return self.backend.control_tokens(text)
 
-    def _propose(self, queries: list[str]) -> list[str]:
+    def _propose(self, queries: list[str], spec: AnswerSpec = DEFAULT_SPEC) -> list[str]:
         with self._busy:
-            return self.backend.complete(queries)
+            return self.backend.complete(queries, spec)
 
 
 def trained_registry(model_ref: str | Path, asked: Registry | None = None) -> Registry | None:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
+from toolforge.route.result import DEFAULT_SPEC, AnswerSpec
+
 Messages = list[dict[str, str]]
 
 
 class Backend(Protocol):
-    def complete(self, queries: Sequence[str]) -> list[str]:
-        """The model's greedy answer text for each query (special tokens removed)."""
+    def complete(self, queries: Sequence[str], spec: AnswerSpec = DEFAULT_SPEC) -> list[str]:
+        """The model's greedy answer text for each query (special tokens removed), under the answer grammar
+        narrowed to what ``spec`` allows where the backend decodes under it."""
 
     def control_tokens(self, text: str) -> set[str]:
         """The control tokens (``<end_of_turn>`` ...) its tokenizer would read in ``text``."""

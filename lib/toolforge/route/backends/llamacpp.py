@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from toolforge.route.backends.base import Messages, common_prefix
+from toolforge.route.result import DEFAULT_SPEC, AnswerSpec
 from toolforge.route.vocabulary import allowed_ids, query_token_ids
 from toolforge.run import read_vocabulary, vocabulary_gguf_path
 
@@ -133,7 +134,7 @@ class LlamaCppBackend:
         return np.union1d(self._vocabulary_ids, np.fromiter(own, dtype=np.int64, count=len(own)))
 
     # -- decoding --------------------------------------------------------------------------------
-    def complete(self, queries: Sequence[str]) -> list[str]:
+    def complete(self, queries: Sequence[str], spec: AnswerSpec = DEFAULT_SPEC) -> list[str]:
         if self.share is not None:   # as many threads as the machine has idle cores now
             threads = self.share.threads()
             if threads != self.threads:
@@ -141,11 +142,12 @@ class LlamaCppBackend:
                 self.threads = threads
         answers: list[str] = []
         for i in range(0, len(queries), MAX_SEQS):
-            answers += self._answers(queries[i:i + MAX_SEQS])
+            answers += self._answers(queries[i:i + MAX_SEQS], spec)
         return answers
 
-    def _answers(self, queries: Sequence[str]) -> list[str]:
-        """Greedy answers of up to MAX_SEQS queries, decoded together in sequences 1..n."""
+    def _answers(self, queries: Sequence[str], spec: AnswerSpec) -> list[str]:
+        """Greedy answers of up to MAX_SEQS queries, decoded together in sequences 1..n, under the grammar
+        of what ``spec`` allows."""
         np = self._np
         p, room = len(self.prefix), OWN_TOKENS - self.max_new_tokens
         parts, rows = [], []
@@ -158,7 +160,7 @@ class LlamaCppBackend:
             parts.append((seq, shared, own))
             ids = self.candidates(query)
             rows.append(_Row(seq, shared + len(own), ids, self.head.rows_for(ids) if self.head else None,
-                             self.grammar.start() if self.grammar else None))
+                             self.grammar.start(spec) if self.grammar else None))
         out: list[list[int]] = [[] for _ in queries]
         try:
             outputs = self._decode(parts)
@@ -248,18 +250,18 @@ class _Grammar:
     def __init__(self, vocab, n_vocab: int, stop_ids: list[int], registry):
         import llguidance.llamacpp
 
-        from toolforge.route.grammar import start_matcher
+        from toolforge.route.grammar import StartStates
 
         with warnings.catch_warnings():  # llguidance 1.9.1 calls a llama.cpp function deprecated in 0.3.36, per token
             warnings.simplefilter("ignore", DeprecationWarning)
             tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(vocab, eos_token=stop_ids)
-        self.start_state = start_matcher(tokenizer, registry)   # compiled once; each answer starts from a copy
+        self.starts = StartStates(tokenizer, registry)   # compiled once per spec; each answer starts from a copy
         self.n_vocab, self.stop_ids = n_vocab, stop_ids
 
-    def start(self):
+    def start(self, spec: AnswerSpec = DEFAULT_SPEC):
         from toolforge.route.grammar import GrammarRow
 
-        return GrammarRow(self.start_state.deep_copy(), self.n_vocab, self.stop_ids)
+        return GrammarRow(self.starts.start(spec), self.n_vocab, self.stop_ids)
 
 
 def _chat_template(metadata: dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from toolforge.route.backends.base import Messages, common_prefix
+from toolforge.route.result import DEFAULT_SPEC, AnswerSpec
 
 
 class TorchBackend:
@@ -52,7 +53,7 @@ class TorchBackend:
         return list(self.tokenizer.apply_chat_template(self.messages_for(query), add_generation_prompt=True,
                                                        tokenize=True, return_dict=False))
 
-    def complete(self, queries: Sequence[str]) -> list[str]:
+    def complete(self, queries: Sequence[str], spec: AnswerSpec = DEFAULT_SPEC) -> list[str]:
         prompts = [self.prompt_ids(q) for q in queries]
         # A query longer than the cache allows keeps the prefix and its last tokens (the end of the
         # turn and the answer cue): rare, and better than failing the whole batch.
@@ -63,5 +64,5 @@ class TorchBackend:
             from toolforge.route.vocabulary import query_token_ids
             own = [query_token_ids(q, lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"])
                    for q in queries]
-        outputs = self.decoder.decode(prompts, query_tokens=own)
+        outputs = self.decoder.decode(prompts, query_tokens=own, spec=spec)
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in outputs]

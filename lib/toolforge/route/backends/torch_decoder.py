@@ -44,7 +44,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from toolforge.route.result import DEFAULT_MAX_NEW_TOKENS
+from toolforge.route.result import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SPEC, AnswerSpec
 from toolforge.route.vocabulary import allowed_ids
 
 WIDTH_BUCKET = 16            # graphed/compiled prefills pad the query part to a multiple of this
@@ -163,9 +163,9 @@ class GreedyDecoder:
     # -- decoding --------------------------------------------------------------------------------
     @torch.inference_mode()
     def decode(self, prompts: Sequence[Sequence[int]], max_new_tokens: int | None = None,
-               query_tokens: Sequence[Sequence[int]] | None = None) -> list[list[int]]:
+               query_tokens: Sequence[Sequence[int]] | None = None, spec: AnswerSpec = DEFAULT_SPEC) -> list[list[int]]:
         """New token ids for each prompt (greedy), each ending at its first stop token if any;
-        ``query_tokens``: tokens each prompt may write beyond the vocabulary (its query's own)."""
+        ``query_tokens``: tokens each may write beyond the vocabulary (its query's own); ``spec``: what it allows."""
         if not prompts:
             return []
         max_new = self.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -174,7 +174,7 @@ class GreedyDecoder:
         if self.cuda_graphs:  # a few batch shapes (each captures its graphs once): pad with copies of a row
             pad = (1 << (n - 1).bit_length()) - n
             prompts, query_tokens = list(prompts) + [prompts[-1]] * pad, query_tokens + [query_tokens[-1]] * pad
-        return self._greedy_steps(self._prefill(prompts), max_new, self._head(query_tokens))[:n]
+        return self._greedy_steps(self._prefill(prompts), max_new, self._head(query_tokens), spec)[:n]
 
     def _head(self, query_tokens: Sequence[Sequence[int]]) -> "_Head":
         """The batch's output layer: every row, or the rows of its candidates (the vocabulary and every
@@ -245,7 +245,7 @@ class GreedyDecoder:
         slots = torch.arange(p, p + ids.shape[1], device=self.device)
         return self._forward(cache, ids, positions, slots, layout)[:, -1]
 
-    def _greedy_steps(self, state: "_State", max_new: int, head: "_Head") -> list[list[int]]:
+    def _greedy_steps(self, state: "_State", max_new: int, head: "_Head", spec: AnswerSpec) -> list[list[int]]:
         """One token per step for the whole batch (a CUDA graph replay per step where enabled)."""
         cache, layout, hidden, slot, next_pos = state.cache, state.layout, state.hidden, state.slot, state.next_pos
         batch = cache.batch
@@ -256,7 +256,7 @@ class GreedyDecoder:
             layout = graph.adopt(layout)
         # Asking the GPU whether every row is done waits for it; every few steps keeps it busy.
         check_every = 4 if self.device.type == "cuda" else 1
-        rows = self.constraint.start(batch) if self.constraint is not None else None
+        rows = self.constraint.start(batch, spec) if self.constraint is not None else None
         for step in range(max_new):
             logits = head.logits(hidden)
             if rows is None:
