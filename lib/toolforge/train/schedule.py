@@ -1,6 +1,6 @@
 """What training sees when, and when it stops: the order of the batches and the patience in epochs.
 
-Two causes, read from the code and the recorded curves (issue 21, results/gpu-h200-2026-11-30/,
+Two causes, read from the code and the recorded curves (results/gpu-h200-2026-11-30/,
 docs/training.md), made a default run stop on noise. Validation loss every 20 steps of the first epoch
 went 1.49 -> 0.46 -> 1.50 -> 0.67 -> 0.37 -> 0.51, and a patience of 3 evaluations stopped one seed at
 1.33 epochs:
