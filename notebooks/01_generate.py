@@ -50,6 +50,9 @@ seed = 0                 # seeds generation and splitting: the same seed gives i
 use_teacher = "auto"     # "auto": distil from a teacher only when its API keys exist; "on" / "off"
 teacher_queries = 1000   # queries the teacher writes and labels when it runs
 out_dir = ""             # "" = the dataset folder (data/ in the repository)
+registry = ""            # your own tools: a registry YAML (tools import); "" = the built-in nine
+templates = ""           # its template folder (tools scaffold); "" = the built-in templates
+human_sets = []          # hand-written sets kept out of every split; [] = data/human_eval*.jsonl
 
 # %% [markdown]
 # Check the parameters and say where the data goes.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from toolforge.registry import load_registry
-from toolforge.route.backends.cpu_share import CpuShare, threads_for
+from toolforge.cpu_share import CpuShare, threads_for
 from toolforge.route.grammar import AnswerConstraint, allowed_tokens
 from toolforge.route.vocabulary import query_token_ids
 
@@ -68,7 +68,7 @@ def test_threads_follow_the_idle_cores():
 
 
 def test_cpu_share_counts_other_processes_only(tmp_path, monkeypatch):
-    from toolforge.route.backends import cpu_share
+    from toolforge import cpu_share
 
     stat = tmp_path / "stat"
     clock, own = [100.0], [10.0]

@@ -444,3 +444,32 @@ def test_progress_lines_say_step_loss_and_time_left(capsys):
     callback.on_train_begin(None, state, None)
     callback.on_log(None, state, None, logs={"loss": 1.5, "epoch": 0.25})
     assert capsys.readouterr().out == "train: step 10/40 (25%), epoch 0.25, loss 1.5000, 0:30 elapsed, about 1:30 left\n"
+
+
+def test_cpu_training_threads_follow_the_idle_cores_and_are_restored():
+    # A scripted share: the machine goes busy (1 idle core of 2), then quiet again. Steps between looks
+    # keep the threads they have; the end of training gives the threads back.
+    from types import SimpleNamespace
+
+    from toolforge.train.trainer import cpu_threads_callback
+
+    class Share:
+        answers = iter([1, 2])
+
+        def threads(self):
+            return next(self.answers)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        callback = cpu_threads_callback(Share(), every=10)
+        seen = []
+        for step in (0, 5, 10):
+            callback.on_step_begin(None, SimpleNamespace(global_step=step), None)
+            seen.append(torch.get_num_threads())
+        assert seen == [1, 1, 2]
+        torch.set_num_threads(1)
+        callback.on_train_end(None, None, None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -26,6 +26,7 @@ from typing import Any
 
 from toolforge.train.arm import ArmConfig, load_arm
 from toolforge.config import ConfigError, args_to_values, config_parser, dump_yaml, usage_error
+from toolforge.cpu_share import idle_threads
 from toolforge.train.encoding import PadCollator, encode_examples
 from toolforge.examples import read_examples, seeded_sample
 from toolforge.train.frozen_layers import decoder, first_trained_layer, lower_layer_states
@@ -34,8 +35,8 @@ from toolforge.train.ddp import LaunchError, ProcessesJob, place
 from toolforge.train.precision import ensure_fp32_trainable, precision_plan
 from toolforge.train.schedule import epoch_patience_callback
 from toolforge.registry import load_registry
-from toolforge.train.trainer import (lora_config, progress_callback, router_trainer_class, training_arguments,
-                                     wandb_enabled)
+from toolforge.train.trainer import (cpu_threads_callback, lora_config, progress_callback, router_trainer_class,
+                                     training_arguments, wandb_enabled)
 from toolforge.run import REGISTRY_FILE, RunDir, write_vocabulary
 
 def check_inputs(arm: ArmConfig) -> tuple[Path, Path]:
@@ -201,9 +202,14 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
             row["row"] = i  # the collator's index into frozen_states
         print(f"frozen layers: LoRA on layers {first_trained} and up; layers 0-{first_trained - 1} run once over the "
               f"{len(train_rows) + len(eval_rows)} examples, their outputs reused every epoch")
-        start = time.perf_counter()
-        with plan.autocast():
-            frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
+        start, threads = time.perf_counter(), torch.get_num_threads()
+        if use_cpu:   # beside a busy process, fewer threads than cores (toolforge.cpu_share)
+            torch.set_num_threads(min(threads, idle_threads()))
+        try:
+            with plan.autocast():
+                frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
+        finally:
+            torch.set_num_threads(threads)
         print(f"frozen layers: done in {time.perf_counter() - start:.0f} s", flush=True)
     callbacks = [epoch_patience_callback(arm.early_stopping_epochs)] if arm.early_stopping_epochs else []
     if here.is_main:
@@ -224,6 +230,8 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
                                   share_prefix=arm.share_prompt_prefix and not args.gradient_checkpointing,
                                   frozen_states=frozen_states, first_trained_layer=first_trained))
     ensure_fp32_trainable(trainer.model, args.fp16)
+    if use_cpu:   # beside a busy process, fewer threads than cores (toolforge.cpu_share)
+        trainer.add_callback(cpu_threads_callback())
     if is_in_notebook():  # transformers' HTML progress table shows nothing headless: lines the main job streams
         from transformers.utils.notebook import NotebookProgressCallback
 

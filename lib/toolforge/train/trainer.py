@@ -110,6 +110,32 @@ def progress_callback(clock=time.monotonic):
     return ProgressLines()
 
 
+def cpu_threads_callback(share=None, every: int = 10):
+    """A TrainerCallback for CPU training: torch's threads follow the cores other processes leave idle
+    (``toolforge.cpu_share``), looked at every ``every`` steps, and are restored at the end. Beside a busy
+    process two threads wait on each other at every operation; one thread on the idle core does not."""
+    import torch
+    from transformers import TrainerCallback
+
+    from toolforge.cpu_share import CpuShare
+
+    share = share or CpuShare()
+
+    class CpuThreads(TrainerCallback):
+        before = torch.get_num_threads()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step % every == 0:
+                threads = min(share.threads(), self.before)
+                if threads != torch.get_num_threads():
+                    torch.set_num_threads(threads)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            torch.set_num_threads(self.before)
+
+    return CpuThreads()
+
+
 def training_arguments(arm: ArmConfig, plan: PrecisionPlan, use_cpu: bool, output_dir: str | os.PathLike):
     """trl's SFTConfig for an arm: validation and a checkpoint every ``eval_steps`` into ``output_dir``,
     the best one (by validation loss) kept, W&B only when asked."""

@@ -55,7 +55,7 @@ class LlamaCppBackend:
         if not Path(model_ref).is_file():
             raise RouterUnavailable(f"model not found: {model_ref}")
         self._np, self._llama = np, llama_cpp
-        from toolforge.route.backends.cpu_share import CpuShare
+        from toolforge.cpu_share import CpuShare
         self.share = None if threads else CpuShare()
         threads = threads or self.share.cores
         try:  # the tokenizer and metadata (and, for the full layer, the model: its small context is unused)

@@ -1,10 +1,12 @@
-"""How many threads a CPU router should use now: all the cores on a quiet machine, fewer beside busy ones.
+"""How many threads CPU work should use now: all the cores on a quiet machine, fewer beside busy ones
+(the llama.cpp router before each batch, CPU training every few steps).
 
 llama.cpp's threads meet at a barrier after every operation of a step (hundreds a token) and spin there.
 On a quiet 2-core machine two threads read the weights faster than one (memory bandwidth: 15.6 against
 9.6 GB/s), but beside a busy process one of them is often off its core, and every barrier waits for it:
-a query took about 10 s that way, against under a second on one thread. So before each batch the backend
-asks ``CpuShare.threads()``: the cores that other processes left idle since the last look (from
+a query took about 10 s that way, against under a second on one thread; torch's threads in training wait
+on each other the same way. So the backend before each batch, and training every few steps, asks
+``CpuShare.threads()``: the cores that other processes left idle since the last look (from
 /proc/stat, less this process's own CPU time), at least one.
 """
 from __future__ import annotations
@@ -52,3 +54,10 @@ class CpuShare:
         others = max(0.0, (now[1] - self.last[1]) - (now[2] - self.last[2])) / wall
         self.last, self.current = now, threads_for(self.cores, others)
         return self.current
+
+
+def idle_threads(window_s: float = MIN_WINDOW_S) -> int:
+    """``CpuShare.threads()`` over a look of ``window_s`` now: for work that starts once and runs long."""
+    share = CpuShare()
+    time.sleep(window_s)
+    return share.threads()
