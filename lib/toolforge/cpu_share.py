@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 MIN_WINDOW_S = 0.2   # a shorter look is mostly this process's own work and the clock's 10 ms ticks
 
@@ -61,3 +62,17 @@ def idle_threads(window_s: float = MIN_WINDOW_S) -> int:
     share = CpuShare()
     time.sleep(window_s)
     return share.threads()
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` torch threads, then give back the ones before. On a busy CPU one thread can be
+    far faster: with two, each op waits until the other core is free."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -8,7 +8,7 @@ from toolforge.config import ConfigError, config_from_namespace, from_dict
 from toolforge.config import args_to_values
 from toolforge.evaluate.job import EvalConfig, build_parser, evaluate, main
 from toolforge.evaluate.report import EVAL_SPLITS, errors_markdown
-from toolforge.route.backends.torch_decoder import torch_threads
+from toolforge.cpu_share import torch_threads
 
 W = {"name": "weather", "arguments": {"location": "Paris"}}
 ROWS = {

@@ -17,7 +17,7 @@ from toolforge.route.backends.llamacpp import LlamaCppBackend
 from toolforge.run import RunDir
 from toolforge.train.export import ExportError, export
 from toolforge.route.grammar import AnswerGrammar
-from toolforge.route.backends.torch_decoder import torch_threads
+from toolforge.cpu_share import torch_threads
 from toolforge.route.cli import main
 from toolforge.route.result import NOT_ALLOWED, AnswerSpec
 from toolforge.route.router import Router

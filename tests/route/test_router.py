@@ -6,7 +6,7 @@ import pytest
 
 from toolforge.route.agent import load_decision_map, route_for_agent
 from toolforge.route.heuristic import HeuristicRouter, classify_query
-from toolforge.route.backends.torch_decoder import torch_threads
+from toolforge.cpu_share import torch_threads
 from toolforge.route.cli import main
 from toolforge.route.router import BaseRouter, Router
 

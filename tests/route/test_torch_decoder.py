@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from toolforge.route.backends.base import common_prefix
-from toolforge.route.backends.torch_decoder import GreedyDecoder, torch_threads
+from toolforge.cpu_share import torch_threads
+from toolforge.route.backends.torch_decoder import GreedyDecoder
 from toolforge.prompt import build_messages, format_answer
 from toolforge.registry import load_registry
 from toolforge.route.grammar import AnswerConstraint

@@ -26,7 +26,7 @@ from typing import Any
 
 from toolforge.train.arm import ArmConfig, load_arm
 from toolforge.config import ConfigError, args_to_values, config_parser, dump_yaml, usage_error
-from toolforge.cpu_share import idle_threads
+from toolforge.cpu_share import idle_threads, torch_threads
 from toolforge.train.encoding import PadCollator, encode_examples
 from toolforge.examples import read_examples, seeded_sample
 from toolforge.train.frozen_layers import decoder, first_trained_layer, lower_layer_states
@@ -204,12 +204,9 @@ def prepare(arm: ArmConfig, device: str | None = None) -> TrainingJob | Processe
               f"{len(train_rows) + len(eval_rows)} examples, their outputs reused every epoch")
         start, threads = time.perf_counter(), torch.get_num_threads()
         if use_cpu:   # beside a busy process, fewer threads than cores (toolforge.cpu_share)
-            torch.set_num_threads(min(threads, idle_threads()))
-        try:
-            with plan.autocast():
-                frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
-        finally:
-            torch.set_num_threads(threads)
+            threads = min(threads, idle_threads())
+        with torch_threads(threads), plan.autocast():
+            frozen_states = lower_layer_states(model, train_rows + eval_rows, first_trained)
         print(f"frozen layers: done in {time.perf_counter() - start:.0f} s", flush=True)
     callbacks = [epoch_patience_callback(arm.early_stopping_epochs)] if arm.early_stopping_epochs else []
     if here.is_main:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -435,16 +434,3 @@ def _cut_at_stop(row: list[int], stop_ids: torch.Tensor) -> list[int]:
         if tok in stops:
             return row[:i + 1]
     return row
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Run a block with ``n`` torch threads. On a busy CPU one thread can be far faster for small
-    matrices: with two, each op waits until the other core is free."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
